@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -52,6 +53,26 @@ def check_generator(G: Any, *, name: str = "G") -> np.ndarray:
             "have full rank."
         )
     return G
+
+
+def check_scale(scale: Any, *, name: str = "scale") -> float:
+    """Validates a lattice scale (a positive finite Python/numpy number) and returns it as float."""
+    if isinstance(scale, jax.core.Tracer) or np.ndim(scale) != 0:
+        raise TypeError(f"{name} must be a concrete positive number, got {scale!r}.")
+    s = float(scale)
+    if not np.isfinite(s) or s <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {scale!r}.")
+    return s
+
+
+def check_dim(n: Any, name: str, *, minimum: int = 1, even: bool = False) -> int:
+    """Validates an integer dimension ``n >= minimum`` (and even if asked); returns it as int."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {n!r} of type {type(n).__name__}.")
+    if n < minimum or (even and n % 2):
+        parity = "an even integer" if even else "an integer"
+        raise ValueError(f"{name} must be {parity} >= {minimum}, got {n}.")
+    return int(n)
 
 
 @jax.custom_jvp
@@ -106,7 +127,7 @@ class Lattice(abc.ABC):
           ``(..., dim)`` array, float32 or float64 like the (promoted) input.
         """
         x = as_float_input(x, self.dim)
-        return self._closest_point(x)
+        return _decode(self, x)
 
     @abc.abstractmethod
     def _closest_point(self, x: jax.Array) -> jax.Array:
@@ -118,7 +139,7 @@ class Lattice(abc.ABC):
         Returns ``(..., dim)`` in the dtype of ``x`` (the decision itself is made in float32+).
         """
         xf = as_float_input(x, self.dim)
-        q = jax.lax.stop_gradient(self._closest_point(jax.lax.stop_gradient(xf)))
+        q = jax.lax.stop_gradient(_decode(self, jax.lax.stop_gradient(xf)))
         return straight_through(jnp.asarray(x), q.astype(jnp.asarray(x).dtype))
 
     def to_coords(self, point: jax.Array) -> jax.Array:
@@ -145,3 +166,14 @@ class Lattice(abc.ABC):
         raise ValueError(
             f"{type(self).__name__} has no finite, known minimal-vector shell in latticejax."
         )
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _decode(lattice: Lattice, x: jax.Array) -> jax.Array:
+    """``lattice._closest_point`` compiled once per (lattice, shape, dtype).
+
+    Eager calls then run one XLA program instead of dispatching every primitive (the decoders
+    are dozens of small elementwise ops); inside an outer ``jit`` this is simply inlined.
+    Lattices are frozen dataclasses, hashed by their fields (or by identity when ``eq=False``).
+    """
+    return lattice._closest_point(x)

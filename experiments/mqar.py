@@ -1,0 +1,283 @@
+r"""Multi-query associative recall (MQAR; Arora et al., "Zoology", arXiv 2312.04927) for the
+token mixers of latticejax.rnn, among them the Lattice memory (arXiv 2504.05646).
+
+Task (Zoology setup): keys come from the first half of the vocabulary, values from the second;
+the sequence opens with ``num_kv`` key-value pairs, then the query region holds the keys again
+(each followed by its value) at slots drawn with a power-law gap distribution
+``p(slot i) ~ (i + 1)^(power_a - 1)``; other positions are random filler tokens. Loss and accuracy
+count only the answer positions (a query key predicting its value); chance is 2 / vocab_size.
+
+Data are synthetic: training examples come from the engine's per-step key
+``fold_in(key(seed), step)`` (deterministic per seed and step), eval examples from a fixed key, so
+the engine's own batch only sets the batch size (``data.name`` is a small registry dataset; see
+docs/bench_rnn.md). Run one configuration through the engine:
+
+  python -m latticejax.main --config=configs/mqar.py:tiny --workdir=/tmp/mqar
+
+or one table (mixers x kv pairs x widths, markdown + PNG in the workdir):
+
+  python -m experiments.mqar --variant=cpu --workdir=runs/mqar_sweep
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+
+from latticejax.rnn import DecoderLM
+
+EVAL_SEED = 1_000_003
+
+
+def mqar_batch(
+    key: jax.Array,
+    batch_size: int,
+    seq_len: int,
+    num_kv: int,
+    vocab_size: int,
+    power_a: float = 0.01,
+) -> dict[str, jax.Array]:
+    """One MQAR batch (Zoology, arXiv 2312.04927), deterministic in ``key``.
+
+    Returns:
+      ``tokens`` (B, T) int32 inputs, ``targets`` (B, T) int32 next tokens and ``mask`` (B, T)
+      float32, 1 at the answer positions (where the input is a query key).
+    """
+    half = vocab_size // 2
+    slots = (seq_len + 1 - 2 * num_kv) // 2
+    if num_kv < 1 or num_kv > min(half - 1, slots):
+        raise ValueError(
+            f"num_kv={num_kv} must be in [1, min(vocab_size/2 - 1, query slots)] = "
+            f"[1, {min(half - 1, slots)}] for vocab_size={vocab_size}, seq_len={seq_len}."
+        )
+    kk, kv, kq, kp, kf = jax.random.split(key, 5)
+    b = batch_size
+    # Distinct keys in [1, half) and distinct values in [half, vocab) (token 0 is never a key).
+    keys = 1 + jnp.argsort(jax.random.uniform(kk, (b, half - 1)), axis=-1)[:, :num_kv]
+    vals = half + jnp.argsort(jax.random.uniform(kv, (b, vocab_size - half)), axis=-1)[:, :num_kv]
+    context = jnp.stack([keys, vals], axis=-1).reshape(b, 2 * num_kv)
+    # Query slots by Gumbel top-k with power-law weights, in a random order of the keys.
+    logw = (power_a - 1.0) * jnp.log(jnp.arange(1, slots + 1, dtype=jnp.float32))
+    gumbel = jax.random.gumbel(kq, (b, slots))
+    chosen = jnp.argsort(-(logw + gumbel), axis=-1)[:, :num_kv]  # (B, num_kv) slot ids
+    perm = jnp.argsort(jax.random.uniform(kp, (b, num_kv)), axis=-1)
+    q_keys = jnp.take_along_axis(keys, perm, axis=-1)
+    q_vals = jnp.take_along_axis(vals, perm, axis=-1)
+    region = jax.random.randint(kf, (b, slots, 2), 0, vocab_size)
+    rows = jnp.arange(b)[:, None]
+    region = region.at[rows, chosen, 0].set(q_keys).at[rows, chosen, 1].set(q_vals)
+    is_query = jnp.zeros((b, slots), bool).at[rows, chosen].set(True)
+    full = jnp.concatenate([context, region.reshape(b, 2 * slots)], axis=1)
+    answer = jnp.concatenate(
+        [
+            jnp.zeros((b, 2 * num_kv), bool),
+            jnp.stack([is_query, jnp.zeros_like(is_query)], -1).reshape(b, 2 * slots),
+        ],
+        axis=1,
+    )
+    full = jnp.pad(full, ((0, 0), (0, seq_len + 1 - full.shape[1])))
+    answer = jnp.pad(answer, ((0, 0), (0, seq_len + 1 - answer.shape[1])))
+    return {
+        "tokens": full[:, :seq_len].astype(jnp.int32),
+        "targets": full[:, 1 : seq_len + 1].astype(jnp.int32),
+        "mask": answer[:, :seq_len].astype(jnp.float32),
+    }
+
+
+class MQARModel(nnx.Module):
+    """A ``DecoderLM`` plus the (static) MQAR task it is trained on.
+
+    ``__call__(tokens (B, T) int32) -> logits (B, T, vocab_size) float32``.
+    """
+
+    def __init__(self, lm: DecoderLM, task: dict):
+        self.lm = lm
+        self.task = dict(task)
+
+    def __call__(self, tokens: jax.Array) -> jax.Array:
+        return self.lm(tokens)
+
+
+def mixer_kwargs(model_config: ml_collections.ConfigDict) -> dict:
+    """Keyword arguments of the mixer named by ``model.mixer`` from the shared model keys."""
+    c = model_config
+    kw = {"num_heads": c.num_heads}
+    if c.mixer != "attention":
+        kw.update(chunk_size=c.chunk_size, mode=c.mode)
+    if c.mixer == "lattice":
+        kw.update(
+            num_slots=c.num_slots,
+            normalize=c.normalize,
+            project=c.project,
+            readout=c.readout,
+            n_refine=c.n_refine,
+        )
+    return kw
+
+
+def make_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> MQARModel:
+    """DecoderLM over the MQAR vocabulary with the mixer of ``config.model``."""
+    lm = DecoderLM(
+        config.task.vocab_size,
+        config.model.d_model,
+        config.model.num_layers,
+        mixer=config.model.mixer,
+        mixer_kwargs=mixer_kwargs(config.model),
+        mlp_ratio=config.model.mlp_ratio,
+        rngs=rngs,
+    )
+    return MQARModel(lm, config.task.to_dict())
+
+
+def _metrics(model: MQARModel, data: dict) -> tuple[jax.Array, dict]:
+    logits = model(data["tokens"])
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, data["targets"])
+    mask = data["mask"]
+    denom = jnp.maximum(mask.sum(), 1.0)
+    loss = (ce * mask).sum() / denom
+    acc = ((jnp.argmax(logits, -1) == data["targets"]) * mask).sum() / denom
+    return loss, {"accuracy": acc, "answer_ce": loss}
+
+
+def _task_batch(model: MQARModel, key: jax.Array, batch_size: int) -> dict:
+    t = model.task
+    return mqar_batch(key, batch_size, t["seq_len"], t["num_kv"], t["vocab_size"], t["power_a"])
+
+
+def loss_fn(model: MQARModel, batch: dict, rng: jax.Array) -> tuple[jax.Array, dict]:
+    """Cross-entropy on answer tokens of a fresh MQAR batch drawn from ``rng`` (per-step key);
+    the engine's ``batch`` only gives the batch size."""
+    b = next(iter(batch.values())).shape[0]
+    return _metrics(model, _task_batch(model, rng, b))
+
+
+def eval_fn(model: MQARModel, batch: dict) -> dict:
+    """Accuracy and cross-entropy on answer tokens of a fixed held-out MQAR batch."""
+    b = next(iter(batch.values())).shape[0]
+    return _metrics(model, _task_batch(model, jax.random.key(EVAL_SEED), b))[1]
+
+
+def state_size(config: ml_collections.ConfigDict) -> int:
+    """Recurrent state floats per layer (Lattice: H m d; (Gated) DeltaNet / linear attention:
+    H d^2; attention: the KV cache of one sequence, 2 T d_model)."""
+    c = config.model
+    d = c.d_model // c.num_heads
+    if c.mixer == "lattice":
+        return c.num_heads * c.num_slots * d
+    if c.mixer == "attention":
+        return 2 * config.task.seq_len * c.d_model
+    return c.num_heads * d * d
+
+
+def summarize(model, config, workdir: str, eval_metrics: dict) -> dict:
+    """Final row: mixer, width, kv pairs, state size, answer accuracy (also summary.json)."""
+    row = {
+        "mixer": config.model.mixer,
+        "d_model": config.model.d_model,
+        "num_kv": config.task.num_kv,
+        "state_per_layer": state_size(config),
+        "accuracy": float(eval_metrics.get("accuracy", float("nan"))),
+    }
+    (Path(workdir) / "mqar_row.json").write_text(json.dumps(row) + "\n")
+    return row
+
+
+# ----------------------------------------------------------------------------------------------
+# One command per table: the sweep over mixers x kv pairs x widths through the engine.
+
+SWEEPS = {
+    # mixers, kv pairs, widths, steps
+    "cpu": (("lattice", "gated_deltanet", "deltanet", "attention"), (4, 8, 16), (32, 64), 600),
+    "smoke": (("lattice", "gated_deltanet"), (2,), (16,), 3),
+}
+
+
+def run_table(variant: str, workdir: str) -> str:
+    """Trains every (mixer, num_kv, d_model) of ``SWEEPS[variant]``; writes mqar_table.md/.png."""
+    from configs.mqar import get_config
+    from latticejax.train import apply_override, train_and_evaluate
+
+    mixers, kvs, widths, steps = SWEEPS[variant]
+    rows = []
+    for width in widths:
+        for kv in kvs:
+            for mixer in mixers:
+                cfg = get_config("tiny" if variant == "smoke" else "cpu")
+                for key, val in (
+                    ("model.mixer", mixer),
+                    ("model.d_model", str(width)),
+                    ("task.num_kv", str(kv)),
+                    ("train.steps", str(steps)),
+                ):
+                    apply_override(cfg, key, val)
+                sub = Path(workdir) / f"{mixer}_d{width}_kv{kv}"
+                result = train_and_evaluate(cfg, sub)
+                rows.append(result["summary"] or summarize(None, cfg, str(sub), result["eval"]))
+    lines = [
+        "| d_model | kv pairs | " + " | ".join(mixers) + " |",
+        "|---|---|" + "---|" * len(mixers),
+    ]
+    for width in widths:
+        for kv in kvs:
+            accs = []
+            for mixer in mixers:
+                r = next(
+                    r
+                    for r in rows
+                    if r["mixer"] == mixer and r["d_model"] == width and r["num_kv"] == kv
+                )
+                accs.append(f"{r['accuracy']:.3f} (state {r['state_per_layer']})")
+            lines.append(f"| {width} | {kv} | " + " | ".join(accs) + " |")
+    table = "\n".join(lines) + "\n"
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    (Path(workdir) / "mqar_table.md").write_text(table)
+    (Path(workdir) / "mqar_rows.json").write_text(json.dumps(rows, indent=1) + "\n")
+    _plot(rows, mixers, widths, Path(workdir) / "mqar_table.png")
+    return table
+
+
+def _plot(rows, mixers, widths, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(widths), figsize=(4 * len(widths), 3), squeeze=False)
+    for ax, width in zip(axes[0], widths):
+        for mixer in mixers:
+            pts = sorted(
+                (r["num_kv"], r["accuracy"])
+                for r in rows
+                if r["mixer"] == mixer and r["d_model"] == width
+            )
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=mixer)
+        ax.set(title=f"d_model={width}", xlabel="kv pairs", ylabel="answer accuracy", ylim=(0, 1))
+        ax.set_xscale("log", base=2)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from absl import app, flags
+
+    flags.DEFINE_string("workdir", None, "Output directory of the table.")
+    flags.DEFINE_enum("variant", "cpu", sorted(SWEEPS), "Sweep size.")
+
+    def _main(argv):
+        del argv
+        if "" not in sys.path:
+            sys.path.insert(0, "")
+        print(run_table(flags.FLAGS.variant, flags.FLAGS.workdir))
+
+    flags.mark_flag_as_required("workdir")
+    app.run(_main)

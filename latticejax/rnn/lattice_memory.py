@@ -1,0 +1,362 @@
+"""Lattice: a recurrent memory of m normalized slots trained online (Karami, Pascanu, Mirrokni,
+"Lattice: Learning to Efficiently Compress the Memory", arXiv 2504.05646).
+
+Derivation (details and the ablation switches in docs/lattice_rnn.md). Per head the memory is
+``S in R^{d x m}``; we store its transpose ``H = S^T`` (m, d), so row ``h_i`` is slot i. With slot
+norms ``n_i = ||h_i||`` and unit slots ``h^_i = h_i / n_i``, a token gives a code ``k_t in R^m``, a
+value ``v_t in R^d``, a read vector ``q_t in R^m`` and a step size ``eta_t > 0``. The memory should
+reconstruct the value from the code, loss ``l(H) = 1/2 ||v_t - sum_i k_i h^_i||^2``. Its gradient
+with respect to slot i is ``-(k_i / n_i) (I - h^_i h^_i^T) e_t`` with ``e_t = v_t - H^^T k_t``
+(the normalization makes l scale-invariant in each slot, so the gradient is orthogonal to it), and
+ONE gradient step is
+
+    h_i <- h_i + eta_t c_i (I - h^_i h^_i^T) e_t,          c = k_t / n  (elementwise)
+         = f_i h_i + eta_t c_i e_t,   f_i = 1 - eta_t c_i (h^_i . e_t) / n_i,
+
+i.e. a state- and input-dependent forget gate f times the slot plus a write, and the change of each
+slot is orthogonal to it (so norms only grow: the effective step eta c shrinks as a slot matures).
+Switches: ``normalize=False`` uses n = 1 (raw slots, the loss is 1/2||v - H^T k||^2);
+``project=False`` drops the projection (a plain delta-rule write ``eta c e^T``); ``log_alpha``
+(only with ``normalize=False``) multiplies the state by alpha_t in (0, 1] first, the Gated-DeltaNet
+gate form (on normalized slots a decay would not change the read directions, only shrink the norms
+and so blow up the codes c = k / n inside a chunk, hence the restriction); the read-out is
+``o_t = H_t^T (r_t / n)`` with ``r_t = q_t`` (linear) or ``softmax(q_t)`` over slots. The norms n
+of one step are computed once, before the write, and used for the error and the read.
+
+Chunk-parallel form: inside a chunk the normalization n and the projection directions h^ are frozen
+at the chunk-start state, and the projection coefficient ``h^_i . e_t`` uses the error of the
+chunk-start memory (refined ``n_refine`` times by re-solving with the previous pass's errors).
+What is left is the gated delta rule with keys c_t plus a state-independent write, solved in WY /
+triangular form (``delta_rule.chunk_step``). With chunk size 1 it is the exact recurrence.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from latticejax.rnn._layers import (
+    ShortConv,
+    check_chunk_size,
+    check_heads,
+    check_state_batch,
+    head_rms_norm,
+    l2_normalize,
+)
+from latticejax.rnn.delta_rule import chunk_step, from_chunks, to_chunks
+
+Array = jax.Array
+NORM_EPS = 1e-6
+READOUTS = ("linear", "softmax")
+
+
+def slot_norms(h: Array) -> Array:
+    """Slot norms ``sqrt(||h_i||^2 + eps)`` of h (..., m, d) -> (..., m) float32."""
+    return jnp.sqrt(jnp.sum(jnp.square(h.astype(jnp.float32)), axis=-1) + NORM_EPS)
+
+
+def _check_decay(log_alpha, normalize: bool) -> None:
+    if log_alpha is not None and normalize:
+        raise ValueError(
+            "log_alpha (decay gate) was given with normalize=True: expected normalize=False, since "
+            "decaying normalized slots only rescales their norms (see the module docstring)."
+        )
+
+
+def _read_vector(q: Array, readout: str) -> Array:
+    if readout == "linear":
+        return q
+    if readout == "softmax":
+        return jax.nn.softmax(q, axis=-1)
+    raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}.")
+
+
+def lattice_step(
+    h: Array,
+    q: Array,
+    k: Array,
+    v: Array,
+    eta: Array,
+    log_alpha: Array | None = None,
+    *,
+    normalize: bool = True,
+    project: bool = True,
+    readout: str = "linear",
+) -> tuple[Array, Array]:
+    """One exact Lattice memory update and read (arXiv 2504.05646; derivation in module doc).
+
+    Args:
+      h: (..., m, d) float32 memory, row i = slot i.
+      q, k: (..., m) read vector and code. v: (..., d) value. eta: (...) step size > 0.
+      log_alpha: (...) log decay <= 0 or None.
+      normalize, project, readout: the switches described in the module docstring.
+    Returns:
+      (new memory (..., m, d), read-out o (..., d)), float32.
+    """
+    _check_decay(log_alpha, normalize)
+    f32 = jnp.float32
+    h, q, k, v, eta = (a.astype(f32) for a in (h, q, k, v, eta))
+    raw = slot_norms(h)
+    unit = h / raw[..., None]
+    if log_alpha is not None:
+        alpha = jnp.exp(log_alpha.astype(f32))
+        h = h * alpha[..., None, None]
+    n = raw if normalize else jnp.ones_like(raw)
+    c = k / n
+    e = v - jnp.einsum("...m,...md->...d", c, h)
+    write = c[..., :, None] * e[..., None, :]
+    if project:
+        write = write - (c * jnp.einsum("...md,...d->...m", unit, e))[..., None] * unit
+    h = h + eta[..., None, None] * write
+    o = jnp.einsum("...m,...md->...d", _read_vector(q, readout) / n, h)
+    return h, o
+
+
+def lattice_recurrent(
+    q: Array,
+    k: Array,
+    v: Array,
+    eta: Array,
+    log_alpha: Array | None,
+    h0: Array,
+    *,
+    normalize: bool = True,
+    project: bool = True,
+    readout: str = "linear",
+) -> tuple[Array, Array]:
+    """Exact Lattice recurrence by ``lax.scan`` over tokens (the reference). arXiv 2504.05646.
+
+    Args:
+      q, k: (B, T, H, m). v: (B, T, H, d). eta: (B, T, H) > 0. log_alpha: (B, T, H) or None.
+      h0: (B, H, m, d) initial memory (slots should be nonzero when ``normalize``).
+    Returns:
+      o (B, T, H, d) in v's dtype, final memory (B, H, m, d) float32.
+    """
+    _check_decay(log_alpha, normalize)
+    has_decay = log_alpha is not None
+    if not has_decay:
+        log_alpha = jnp.zeros(eta.shape, jnp.float32)
+
+    def body(h, xs):
+        q_t, k_t, v_t, eta_t, la_t = xs
+        h, o = lattice_step(
+            h,
+            q_t,
+            k_t,
+            v_t,
+            eta_t,
+            la_t if has_decay else None,
+            normalize=normalize,
+            project=project,
+            readout=readout,
+        )
+        return h, o
+
+    xs = [jnp.moveaxis(a, 1, 0) for a in (q, k, v, eta, log_alpha)]
+    hT, o = jax.lax.scan(body, h0.astype(jnp.float32), xs)
+    return jnp.moveaxis(o, 0, 1).astype(v.dtype), hT
+
+
+def lattice_chunked(
+    q: Array,
+    k: Array,
+    v: Array,
+    eta: Array,
+    log_alpha: Array | None,
+    h0: Array,
+    *,
+    chunk_size: int = 64,
+    normalize: bool = True,
+    project: bool = True,
+    readout: str = "linear",
+    n_refine: int = 0,
+    dtype=jnp.float32,
+) -> tuple[Array, Array]:
+    """Chunk-parallel Lattice recurrence (normalization/projection frozen per chunk).
+
+    arXiv 2504.05646 (chunk-wise parallel approximation); solved as the gated delta rule of
+    arXiv 2412.06464 plus a state-independent write. Same shapes as ``lattice_recurrent``; equal
+    to it for ``chunk_size=1``. ``n_refine`` extra passes recompute the projection coefficients
+    from the previous pass's errors (each pass costs one more chunk solve). ``dtype`` is the
+    matmul operand dtype (bfloat16 allowed); the state and the solve stay float32.
+    """
+    check_chunk_size(chunk_size)
+    _check_decay(log_alpha, normalize)
+    if n_refine < 0:
+        raise ValueError(f"n_refine must be >= 0, got {n_refine}.")
+    f32 = jnp.float32
+    t = v.shape[1]
+    if log_alpha is None:
+        log_alpha = jnp.zeros(eta.shape, f32)
+    r = _read_vector(q.astype(f32), readout)
+    rc, kc, vc = (to_chunks(a.astype(f32), chunk_size) for a in (r, k, v))
+    ec, lac = (to_chunks(a.astype(f32)[..., None], chunk_size)[..., 0] for a in (eta, log_alpha))
+    gc = jnp.cumsum(lac, axis=-1)
+
+    def body(h, xs):
+        r_c, k_c, v_c, eta_c, g_c = xs
+        raw = slot_norms(h)  # (B, H, m)
+        unit = h / raw[..., None]
+        if normalize:
+            scale = jnp.broadcast_to(1.0 / raw[..., None, :], k_c.shape)  # (B, H, L, m)
+        else:
+            scale = jnp.ones_like(k_c)
+        c = k_c * scale
+        proj = None
+        if project:
+            # Error of the chunk-start memory (decayed), then optional Picard refinements.
+            e = v_c - jnp.exp(g_c)[..., None] * jnp.einsum("bhtm,bhmd->bhtd", c, h)
+            for _ in range(n_refine + 1):
+                p = c * jnp.einsum("bhmd,bhtd->bhtm", unit, e)
+                proj = (p, unit)
+                o, h_end, e = chunk_step(h, r_c * scale, c, v_c, eta_c, g_c, proj, dtype)
+        else:
+            o, h_end, _ = chunk_step(h, r_c * scale, c, v_c, eta_c, g_c, None, dtype)
+        return h_end, o
+
+    hT, o = jax.lax.scan(body, h0.astype(f32), (rc, kc, vc, ec, gc))
+    return from_chunks(o, t).astype(v.dtype), hT
+
+
+class LatticeMemory(nnx.Module):
+    """Lattice token mixer (arXiv 2504.05646): multi-head projections, short causal convolutions
+    on q/k/v, the Lattice memory recurrence, a per-head RMSNorm and a SiLU output gate.
+
+    ``__call__(x)``: x (B, T, d_model) -> (B, T, d_model). ``init_state(batch)`` and
+    ``step(state, x_t)`` with x_t (B, d_model) -> (state, y_t (B, d_model)) decode token by token
+    and equal ``__call__`` when ``mode='exact'`` (and ``mode='chunked'`` with ``chunk_size=1``).
+
+    Args:
+      d_model: width. num_heads: heads (must divide d_model); the slot dimension d is
+        d_model // num_heads. num_slots: m, slots per head (state m * d per head).
+      mode: 'chunked' (training default) or 'exact' (lax.scan over tokens).
+      chunk_size, n_refine: chunk-form parameters. normalize, project, readout: ablations.
+      decay: if True, an input-dependent decay alpha_t (the extra gate form; needs
+        normalize=False).
+      eta_fn: 'sigmoid' or 'softplus' for the input-dependent step size.
+      conv_size: short convolution width (0 disables it). dtype: chunk matmul operand dtype.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        *,
+        num_heads: int = 4,
+        num_slots: int = 32,
+        mode: str = "chunked",
+        chunk_size: int = 64,
+        n_refine: int = 0,
+        normalize: bool = True,
+        project: bool = True,
+        readout: str = "linear",
+        decay: bool = False,
+        eta_fn: str = "sigmoid",
+        conv_size: int = 4,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        self.head_dim = check_heads(d_model, num_heads)
+        check_chunk_size(chunk_size)
+        if mode not in ("chunked", "exact"):
+            raise ValueError(f"mode must be 'chunked' or 'exact', got {mode!r}.")
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}.")
+        if eta_fn not in ("sigmoid", "softplus"):
+            raise ValueError(f"eta_fn must be 'sigmoid' or 'softplus', got {eta_fn!r}.")
+        if decay and normalize:
+            raise ValueError("decay=True needs normalize=False (see lattice_memory docstring).")
+        if num_slots <= 0:
+            raise ValueError(f"num_slots must be positive, got {num_slots}.")
+        self.num_heads, self.num_slots, self.mode = num_heads, num_slots, mode
+        self.chunk_size, self.n_refine, self.dtype = chunk_size, n_refine, dtype
+        self.normalize, self.project, self.readout = normalize, project, readout
+        self.decay, self.eta_fn, self.conv_size = decay, eta_fn, conv_size
+        hm, hd = num_heads * num_slots, d_model
+        lin = lambda i, o: nnx.Linear(i, o, use_bias=False, rngs=rngs)
+        self.q_proj, self.k_proj, self.v_proj = lin(d_model, hm), lin(d_model, hm), lin(d_model, hd)
+        self.eta_proj = nnx.Linear(d_model, num_heads, rngs=rngs)
+        self.decay_proj = nnx.Linear(d_model, num_heads, rngs=rngs) if decay else None
+        if decay:  # start near alpha = exp(-softplus(-4)) ~ 0.98
+            self.decay_proj.bias[...] = jnp.full((num_heads,), -4.0)
+        self.conv = ShortConv(2 * hm + hd, conv_size, rngs=rngs) if conv_size else None
+        self.gate_proj, self.out_proj = lin(d_model, d_model), lin(d_model, d_model)
+        self.norm_scale = nnx.Param(jnp.ones((num_heads, self.head_dim)))
+        h0 = jax.random.normal(rngs.params(), (num_heads, num_slots, self.head_dim))
+        self.h0 = nnx.Param(l2_normalize(h0))  # unit slots
+
+    def _inputs(self, x: Array, qkv: Array):
+        hm = self.num_heads * self.num_slots
+        shape = x.shape[:-1]
+        qkv = jax.nn.silu(qkv)
+        q = qkv[..., :hm].reshape(shape + (self.num_heads, self.num_slots))
+        k = qkv[..., hm : 2 * hm].reshape(shape + (self.num_heads, self.num_slots))
+        v = qkv[..., 2 * hm :].reshape(shape + (self.num_heads, self.head_dim))
+        k = l2_normalize(k)
+        if self.readout == "linear":
+            q = l2_normalize(q)
+        act = jax.nn.sigmoid if self.eta_fn == "sigmoid" else jax.nn.softplus
+        eta = act(self.eta_proj(x).astype(jnp.float32))
+        la = -jax.nn.softplus(self.decay_proj(x).astype(jnp.float32)) if self.decay else None
+        return q, k, v, eta, la
+
+    def _output(self, x: Array, o: Array) -> Array:
+        o = head_rms_norm(o, self.norm_scale[...])
+        o = o.reshape(x.shape[:-1] + (-1,)) * jax.nn.silu(self.gate_proj(x))
+        return self.out_proj(o.astype(x.dtype))
+
+    def _qkv(self, x: Array) -> Array:
+        return jnp.concatenate([self.q_proj(x), self.k_proj(x), self.v_proj(x)], axis=-1)
+
+    def __call__(self, x: Array) -> Array:
+        qkv = self._qkv(x)
+        if self.conv is not None:
+            qkv = self.conv(qkv)
+        q, k, v, eta, la = self._inputs(x, qkv)
+        h0 = jnp.broadcast_to(self.h0[...], (x.shape[0],) + self.h0.shape)
+        kw = dict(normalize=self.normalize, project=self.project, readout=self.readout)
+        if self.mode == "exact":
+            o, _ = lattice_recurrent(q, k, v, eta, la, h0, **kw)
+        else:
+            o, _ = lattice_chunked(
+                q,
+                k,
+                v,
+                eta,
+                la,
+                h0,
+                chunk_size=self.chunk_size,
+                n_refine=self.n_refine,
+                dtype=self.dtype,
+                **kw,
+            )
+        return self._output(x, o)
+
+    def init_state(self, batch: int, max_len: int | None = None) -> dict[str, Array]:
+        """Decoding state: memory (B, H, m, d) float32 and conv buffer; ``max_len`` is unused."""
+        del max_len
+        state = {"memory": jnp.broadcast_to(self.h0[...], (batch,) + self.h0.shape)}
+        if self.conv is not None:
+            state["conv"] = self.conv.init_state(batch)
+        return state
+
+    def step(self, state: dict[str, Array], x_t: Array) -> tuple[dict[str, Array], Array]:
+        """One token: x_t (B, d_model) -> (new state, y_t (B, d_model)); exact recurrence."""
+        check_state_batch(state, x_t, "memory")
+        qkv = self._qkv(x_t)
+        new = dict(state)
+        if self.conv is not None:
+            new["conv"], qkv = self.conv.step(state["conv"], qkv)
+        q, k, v, eta, la = self._inputs(x_t, qkv)
+        new["memory"], o = lattice_step(
+            state["memory"],
+            q,
+            k,
+            v,
+            eta,
+            la,
+            normalize=self.normalize,
+            project=self.project,
+            readout=self.readout,
+        )
+        return new, self._output(x_t, o)

@@ -1,0 +1,48 @@
+"""Device timing shared by the autotuner and the benchmark: medians over rotated input sets."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def time_per_call(
+    fn: Callable,
+    arg_sets: Sequence[tuple],
+    *,
+    reps: int = 10,
+    warmup: int = 2,
+    min_calls: int = 24,
+) -> float:
+    """Median seconds of one ``fn(*args)``; the first argument of every set must be floating.
+
+    ``fn`` runs ``ceil(min_calls / len(arg_sets))`` times over all ``arg_sets`` inside one jitted
+    program, so host dispatch is amortized and, with enough sets, each call reads inputs that are
+    not in L2. A scalar carried from each output into the next call's first input (``+ 0 * c``,
+    which XLA does not fold for floats) keeps XLA from merging or dropping repeated calls.
+    """
+    sets = list(arg_sets)
+    rounds = -(-min_calls // len(sets))
+
+    @jax.jit
+    def many(sets):
+        c = jnp.zeros((), jnp.float32)
+        for _ in range(rounds):
+            for a in sets:
+                x = a[0] + (0 * c).astype(a[0].dtype)
+                y = fn(x, *a[1:])
+                c = c + jnp.ravel(y)[0].astype(jnp.float32)
+        return c
+
+    for _ in range(warmup):
+        jax.block_until_ready(many(sets))
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(many(sets))
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) / (rounds * len(sets))
