@@ -30,13 +30,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
     c.bits = (2,) if tiny else (2, 3, 4)
     # GLVQ QAT rows (lattices of configs/qat.py), fine-tuned from the fp weights.
-    c.qat_lattices = "glvq" if tiny else "glvq,zn"
-    c.qat_steps = 10 if tiny else 300
+    c.qat_lattices = "glvq"
+    c.qat_steps = 10 if tiny else 150
     c.qat_learning_rate = 1e-3
     # Calibration: training windows, run in this many batches; held-out windows for perplexity.
     c.calib_seqs = 16 if tiny else 128
     c.calib_batches = 1 if tiny else 4
-    c.eval_seqs = 32 if tiny else 512
+    c.eval_seqs = 32 if tiny else 256
     c.eval_batch_size = 64
     # PTQ options (latticejax.quant.ptq.PTQOptions).
     c.glvq_steps = 20 if tiny else 200

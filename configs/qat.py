@@ -33,13 +33,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     config.data.name = "shakespeare"
     config.data.seq_len = 33 if tiny else 129
-    config.data.batch_size = 16 if tiny else 32
+    config.data.batch_size = 16
     config.data.eval_batch_size = 64
 
     config.model = ml_collections.ConfigDict()
     # Shakespeare's character vocabulary (latticejax.data: 80 distinct characters).
     config.model.vocab_size = 80
-    config.model.d_model = 32 if tiny else 128
+    config.model.d_model = 32 if tiny else 64
     config.model.num_layers = 1 if tiny else 2
     config.model.num_heads = 2 if tiny else 4
     config.model.mlp_ratio = 4
@@ -64,13 +64,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer.learning_rate = 3e-3 if tiny else 2e-3
     config.optimizer.weight_decay = 0.0
     config.optimizer.schedule = "cosine"
-    config.optimizer.warmup_steps = 5 if tiny else 100
+    config.optimizer.warmup_steps = 5 if tiny else 50
     config.optimizer.grad_clip_norm = 1.0
 
-    config.train.steps = 40 if tiny else 2000
+    config.train.steps = 40 if tiny else 800
     config.train.log_every = 10 if tiny else 100
     config.train.eval_every = 0
     config.train.checkpoint_every = 0
     config.train.keep_checkpoints = 1
-    config.train.eval_batches = 4 if tiny else 30
+    config.train.eval_batches = 4 if tiny else 8
     return config.lock()

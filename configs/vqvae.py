@@ -123,11 +123,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer.warmup_steps = 2 if tiny else 50
     config.optimizer.grad_clip_norm = 1.0
 
-    steps = 30 if tiny else 400 if "compare" in tokens else 1500
+    steps = 30 if tiny else 250 if "compare" in tokens else 1500
     config.train.steps = steps
     config.train.log_every = 10 if tiny else 50
     config.train.eval_every = steps
     config.train.checkpoint_every = steps
     config.train.keep_checkpoints = 1
-    config.train.eval_batches = 2 if tiny else 8
+    config.train.eval_batches = 2 if tiny else 4
     return config.lock()

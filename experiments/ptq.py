@@ -83,7 +83,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
         return m
 
     fp_ppl = perplexity(fresh(), held_out, config.eval_batch_size)
-    rows = [dict(method="fp16/32", bits=32, ppl=fp_ppl, rel_error=0.0, bpw=32.0, seconds=0.0)]
+    rows = [dict(method="fp32", bits=32, ppl=fp_ppl, rel_error=0.0, bpw=32.0, seconds=0.0)]
     logging.info("full precision: ppl %.4f", fp_ppl)
     options = PTQOptions(
         glvq_steps=config.glvq_steps, group_out=config.group_out, block_size=config.block_size

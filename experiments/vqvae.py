@@ -32,7 +32,8 @@ CODE_METRICS = ("unique_codes", "perplexity", "entropy_bits", "codes_seen", "uti
 
 
 class VQVAE(nnx.Module):
-    """Encoder (two stride-2 convs) -> quantizer -> decoder (two stride-2 transposed convs).
+    """Encoder (two stride-2 convs, one 3x3) -> quantizer -> decoder (3x3, two stride-2
+    transposed convs); no full-resolution hidden layer, so a CPU trains it in minutes.
 
     Call: ``(B, H, W, C)`` float32 -> ``(reconstruction (B, H, W, C) float32, QuantizerOutput)``
     with the quantizer's indices of shape ``(B, H/4, W/4, ...)``.
@@ -52,20 +53,14 @@ class VQVAE(nnx.Module):
             raise ValueError(f"model.image_shape must have H, W divisible by 4, got {image_shape}.")
         c0, c1 = channels
         conv = lambda a, b, k, s=1: nnx.Conv(a, b, (k, k), strides=(s, s), rngs=rngs)
-        self.encoder = nnx.List(
-            [conv(c, c0, 3), conv(c0, c1, 4, 2), conv(c1, c1, 4, 2), conv(c1, c1, 3)]
-        )
+        self.encoder = nnx.List([conv(c, c0, 4, 2), conv(c0, c1, 4, 2), conv(c1, c1, 3)])
         self.pre_quant = conv(c1, latent_dim, 1)
         self.quantizer = quantizers.make(quantizer_config, latent_dim, rngs)
         self.post_quant = conv(latent_dim, c1, 1)
         self.decoder = nnx.List(
-            [
-                conv(c1, c1, 3),
-                nnx.ConvTranspose(c1, c0, (4, 4), strides=(2, 2), rngs=rngs),
-                nnx.ConvTranspose(c0, c0, (4, 4), strides=(2, 2), rngs=rngs),
-            ]
+            [conv(c1, c1, 3), nnx.ConvTranspose(c1, c0, (4, 4), strides=(2, 2), rngs=rngs)]
         )
-        self.out = conv(c0, c, 3)
+        self.out = nnx.ConvTranspose(c0, c, (4, 4), strides=(2, 2), rngs=rngs)
 
     def encode(self, x: jax.Array) -> jax.Array:
         """``(B, H, W, C)`` -> continuous latents ``(B, H/4, W/4, latent_dim)`` float32."""

@@ -45,7 +45,8 @@ class BlockSizes:
     """Tiling of ``lattice_matmul``.
 
     Attributes:
-      mode: "fma" (batch <= 8) or "dot" (tensor-core tile).
+      mode: "fma" (batch <= 8), "dot" (tensor-core tile, tokens as its M side) or "dott"
+        (codes as the M side, tokens as N: y^T = W^T x^T, so a 16-token batch fills the tile).
       block_n: output columns per program (power of 2, divides group_out).
       block_k: packed word rows per step (power of 2); each step covers block_k * 32/bits rows of K.
       block_m: activation rows per program in "dot" mode (power of 2, >= 16).
@@ -160,7 +161,18 @@ def _glvq_kernel(
                 acc = acc + jnp.dot(xm, c, preferred_element_type=jnp.float32)
             return acc
 
-        acc = jax.lax.fori_loop(0, steps, body, jnp.zeros((bm, bn), jnp.float32))
+        def body_t(t, acc):
+            r0, w = load_words(t)
+            for p in range(per):
+                xm = xt_ref[g, p, pl.ds(m0, bm), pl.ds(r0, bk)]
+                c = decode_field(w, bits, p).astype(xm.dtype)
+                acc = acc + jnp.dot(c.T, xm.T, preferred_element_type=jnp.float32)
+            return acc
+
+        if bs.mode == "dot":
+            acc = jax.lax.fori_loop(0, steps, body, jnp.zeros((bm, bn), jnp.float32))
+        else:  # "dott": codes are the M side of the tensor-core tile, tokens the N side
+            acc = jax.lax.fori_loop(0, steps, body_t, jnp.zeros((bn, bm), jnp.float32)).T
         o_ref[s, pl.ds(m0, bm), pl.ds(n0, bn)] = acc
 
 
@@ -199,7 +211,9 @@ def _choose_mode_default(m: int) -> str:
 def _valid(bs: BlockSizes, m: int, n: int, group_out: int, kw: int) -> bool:
     if group_out % bs.block_n or n % bs.block_n:
         return False
-    if bs.mode == "dot" and bs.block_m < 16:
+    if bs.mode not in ("fma", "dot", "dott"):
+        return False
+    if bs.mode != "fma" and bs.block_m < 16:
         return False
     if bs.mode == "fma" and m > 8:
         return False
@@ -207,17 +221,21 @@ def _valid(bs: BlockSizes, m: int, n: int, group_out: int, kw: int) -> bool:
 
 
 def default_block_sizes(m: int, k: int, n: int, bits: int, group_out: int) -> BlockSizes:
-    """Heuristic tiling (used when autotuning is off and no measured entry exists)."""
+    """Tiling from the H100 sweeps in docs/kernel_notes.md (used when autotuning is off).
+
+    Many short programs win at decode batch sizes (the loop is latency-bound): split K until
+    there are about 3500 programs or each program has a single step.
+    """
     bn = 128
     while bn > 16 and group_out % bn:
         bn //= 2
     kw = packing.num_words(k, bits)
     programs = n // bn
     split = 1
-    while programs * split < 264 and split * 2 * 32 <= kw:
+    while programs * split < 3500 and split * 2 * 32 <= kw:
         split *= 2
     if m <= 8:
-        return BlockSizes(mode="fma", block_n=bn, block_k=32, split_k=split, num_warps=4)
+        return BlockSizes(mode="fma", block_n=bn, block_k=32, split_k=split, num_warps=8)
     bm = 16 if m <= 16 else (32 if m <= 32 else 64)
     return BlockSizes(mode="dot", block_n=bn, block_k=32, block_m=bm, split_k=split, num_warps=4)
 
@@ -232,7 +250,7 @@ def _glvq_prologue(x2, packed, bs: BlockSizes):
     mp = m if bs.mode == "fma" else -(-m // bs.block_m) * bs.block_m
     xt = _glvq_transform(x2, packed)  # (Ng, M, K) f32
     xt = jnp.pad(xt, ((0, 0), (0, 0), (0, per * kw - k))).reshape(-1, m, per, kw)
-    if bs.mode == "dot":  # the dot multiplies bf16 (bf16 x) or tf32 (f32 x) operands exactly
+    if bs.mode != "fma":  # the dot multiplies bf16 (bf16 x) or tf32 (f32 x) operands exactly
         xt = xt.astype(jnp.bfloat16) if x2.dtype == jnp.bfloat16 else _round_to_tf32(xt)
     # Row sums of exactly the values the kernel multiplies, for the 1 + u/2^b offset.
     xsum = jnp.sum(xt.astype(jnp.float32), axis=(2, 3))  # (Ng, M)
@@ -308,7 +326,7 @@ def _candidates(m, k, n, bits, group_out):
                     if base.mode == "fma":
                         cand = BlockSizes("fma", bn, bk, 16, split, nw, 3)
                     else:
-                        cand = BlockSizes("dot", bn, bk, base.block_m, split, nw, 3)
+                        cand = BlockSizes("dott", bn, bk, base.block_m, split, nw, 3)
                     if not _valid(cand, m, n, group_out, kw):
                         continue
                     programs = (n // bn) * split

@@ -208,7 +208,7 @@ def _leech_kernel(x_ref, sgn_ref, cbits_ref, oct_ref, obits_ref, out_s_ref, out_
     neg = (x < 0).astype(jnp.float32)
     xcols = [x_ref[pl.ds(r0, t), j] for j in range(24)]
     acols = [jnp.abs(v) for v in xcols]
-    inf = jnp.float32(jnp.inf)
+    inf = float("inf")
 
     def track(best_s, best_i, score, base):
         s = jnp.max(score, axis=1)

@@ -5,7 +5,9 @@ A lattice is stored by its generator matrix ``G`` (rows are basis vectors): a la
 decoder, on float32/float64 input of shape ``(..., dim)``) and set the known constants; everything
 else (input checking, coordinates, the straight-through quantizer) lives here once.
 
-Subclasses are final: wrap a lattice instead of subclassing a concrete one.
+Subclasses are final: wrap a lattice instead of subclassing a concrete one. ``closest_point`` and
+``quantize`` run the decoder as one jitted program per (lattice, shape, dtype), so lattices must
+be hashable (frozen dataclasses are) and ``_closest_point`` must be traceable.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 D_n = {x in Z^n : sum(x) even};  D_n^+ = D_n ∪ (D_n + h),  h = (1/2, ..., 1/2).
 Decoders follow Conway & Sloane, "Fast quantizing and decoding algorithms for lattice quantizers
-and codes", IEEE Trans. Inf. Theory 28(2), 1982, Sec. III; SPLAG ch. 4.7 and 20. (Pre-arXiv; no
+and codes", IEEE Trans. Inf. Theory 28(2), 1982, Sec. III; SPLAG ch. 4 §7 and ch. 20. (Pre-arXiv; no
 arXiv id. G(D4) = 0.076603, SPLAG Table 2.3.)
 
 Tie rule (exact ties only): rounding is half-to-even; when the parity is wrong, the coordinate
@@ -57,7 +57,7 @@ def dn_plus_closest_point(x: jax.Array) -> jax.Array:
 
 
 def dn_generator(n: int) -> np.ndarray:
-    """SPLAG ch. 4 §7.1 basis of D_n: rows (-1,-1,0..), (1,-1,0..), (0,1,-1,0..), ..., float64."""
+    """SPLAG ch. 4 §7 basis of D_n: rows (-1,-1,0..), (1,-1,0..), (0,1,-1,0..), ..., float64."""
     g = np.zeros((n, n))
     g[0, :2] = -1
     for i in range(1, n):

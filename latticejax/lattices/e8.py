@@ -2,7 +2,7 @@
 
 Decoder: Conway & Sloane, "Fast quantizing and decoding algorithms for lattice quantizers and
 codes", IEEE Trans. Inf. Theory 28(2), 1982, Sec. IV (decode both D8 cosets, keep the nearer);
-SPLAG ch. 4.8 and 20. Pre-arXiv (no arXiv id); G(E8) = 0.071682, SPLAG Table 2.3.
+SPLAG ch. 4 §8 and ch. 20. Pre-arXiv (no arXiv id); G(E8) = 0.071682, SPLAG Table 2.3.
 
 Speed: the decoder works on the 8 coordinates as 8 separate arrays, so the whole decode (two
 roundings, two first-argmax chains, two distances, selects) is elementwise: XLA fuses it into one
@@ -65,7 +65,7 @@ def e8_closest_point(x: jax.Array) -> jax.Array:
 
 
 def e8_generator() -> np.ndarray:
-    """SPLAG (ch. 4 §8.1) basis: rows (2,0^7), e_2-e_1, ..., e_7-e_6, (1/2)^8; det 1, float64."""
+    """SPLAG ch. 4 §8 basis: rows (2,0^7), e_2-e_1, ..., e_7-e_6, (1/2)^8; det 1, float64."""
     g = np.zeros((8, 8))
     g[0, 0] = 2
     for i in range(1, 7):

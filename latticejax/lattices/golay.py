@@ -2,8 +2,9 @@
 
 Built from the cyclic [23, 12, 7] quadratic-residue code with generator polynomial
 g(x) = x^11 + x^10 + x^6 + x^5 + x^4 + x^2 + 1, extended by an overall parity bit, then brought to
-systematic form ``[I_12 | A]``. Codeword ``k`` (0 <= k < 4096) is the encoding of the 12 message bits
-of ``k`` (bit j of k is message bit j), so the index <-> codeword bijection is computed, not stored:
+systematic form ``[I_12 | A]``. Codeword ``k`` (0 <= k < 4096) is the encoding of the 12 message
+bits of ``k`` (bit j of k is message bit j), so the index <-> codeword bijection is computed, not
+stored:
 ``codeword_index(c) = sum_j c[j] << j`` over the first 12 coordinates.
 """
 

@@ -51,54 +51,76 @@ def reference_shell() -> np.ndarray:
 class ShellBrute:
     """Brute-force max inner product over all 196560 minimal vectors (integer coordinates).
 
-    Every one of the 196560 scores is computed explicitly (float32, factored by shape to keep the
-    tests fast: pairs, octad sign patterns as sums of two 4-coordinate halves, Golay vectors as
-    T(c) - 4 s_j x_j), then the argmax; the winner is re-scored in float64.
+    Every one of the 196560 scores is computed explicitly in float32, factored by shape to keep the
+    tests fast: pairs; octad sign patterns as the sum of a 4-coordinate half pattern on each half
+    of the octad (all 16 × 16 pairs, the odd ones masked out); Golay vectors as T(c) - 4 s_j x_j.
+    The first maximum wins. Written in jnp so that XLA fuses each shape's reduction.
     """
 
     def __init__(self):
         pairs = np.array(list(itertools.combinations(range(24), 2)))
-        self.pa, self.pb = pairs[:, 0], pairs[:, 1]
-        self.pair_signs = np.array(list(itertools.product((4, -4), repeat=2)), np.float32)
-        self.octads = np.stack([np.nonzero(o)[0] for o in golay.octads()])
+        pair_signs = np.array(list(itertools.product((4, -4), repeat=2)), np.float32)
+        octads = np.stack([np.nonzero(o)[0] for o in golay.octads()])
         half = np.array(list(itertools.product((2, -2), repeat=4)), np.float32)  # (16, 4)
-        self.half = half
-        neg = (half < 0).sum(1) % 2
-        self.combos = np.array([(i, j) for i in range(16) for j in range(16) if neg[i] == neg[j]])
-        self.s = (1 - 2 * golay.codewords().astype(np.float32)).T  # (24, 4096)
-        self.vectors = self._vectors()
+        half_odd = (half < 0).sum(1) % 2
+        valid = half_odd[:, None] == half_odd[None, :]  # (16, 16) even total minus count
+        s = 1 - 2 * golay.codewords().astype(np.float32)  # (4096, 24)
 
-    def _vectors(self) -> np.ndarray:
-        n1 = len(self.pa) * 4
-        v1 = np.zeros((len(self.pa), 4, 24), np.float32)
-        v1[np.arange(len(self.pa)), :, self.pa] = self.pair_signs[:, 0]
-        v1[np.arange(len(self.pa)), :, self.pb] = self.pair_signs[:, 1]
-        sg = np.concatenate([self.half[self.combos[:, 0]], self.half[self.combos[:, 1]]], axis=1)
-        v2 = np.zeros((759, 128, 24), np.float32)
-        v2[np.arange(759)[:, None], :, self.octads] = np.moveaxis(sg, 0, 1)[None]
-        s = self.s.T[:, None, :]
-        v3 = np.repeat(s, 24, axis=1)
-        v3[:, np.arange(24), np.arange(24)] = -3 * s[:, 0, :]
-        return np.concatenate([v1.reshape(n1, 24), v2.reshape(-1, 24), v3.reshape(-1, 24)])
-
-    def scores(self, x: np.ndarray) -> np.ndarray:
-        """(n, 24) -> (n, 196560) float32 inner products with every minimal vector."""
-        x = x.astype(np.float32)
-        n = x.shape[0]
-        sc1 = (
-            x[:, self.pa, None] * self.pair_signs[:, 0] + x[:, self.pb, None] * self.pair_signs[:, 1]
+        # Table in the search order (octad block: 759 × 16 × 16 including masked odd patterns).
+        v1 = np.zeros((276, 4, 24), np.float32)
+        v1[np.arange(276), :, pairs[:, 0]] = pair_signs[:, 0]
+        v1[np.arange(276), :, pairs[:, 1]] = pair_signs[:, 1]
+        v2 = np.zeros((759, 16, 16, 24), np.float32)
+        o_idx = np.arange(759)[:, None, None, None]
+        i1 = np.arange(16)[None, :, None, None]
+        i2 = np.arange(16)[None, None, :, None]
+        v2[o_idx, i1, i2, octads[:, None, None, :4]] = half[None, :, None, :]
+        v2[o_idx, i1, i2, octads[:, None, None, 4:]] = half[None, None, :, :]
+        v3 = np.repeat(s[:, None, :], 24, axis=1)
+        v3[:, np.arange(24), np.arange(24)] = -3 * s
+        self.table = np.concatenate(
+            [v1.reshape(-1, 24), v2.reshape(-1, 24), v3.reshape(-1, 24)]
+        ).astype(np.int64)
+        keep = np.concatenate(
+            [np.ones(1104, bool), np.tile(valid.reshape(-1), 759), np.ones(98304, bool)]
         )
-        xo = x[:, self.octads]  # (n, 759, 8)
-        h1, h2 = xo[..., :4] @ self.half.T, xo[..., 4:] @ self.half.T  # (n, 759, 16)
-        sc2 = h1[..., self.combos[:, 0]] + h2[..., self.combos[:, 1]]
-        t = x @ self.s  # (n, 4096)
-        sc3 = t[:, :, None] - 4.0 * self.s.T[None] * x[:, None, :]
-        return np.concatenate([sc1.reshape(n, -1), sc2.reshape(n, -1), sc3.reshape(n, -1)], 1)
+        self.vectors = self.table[keep]  # the 196560 minimal vectors
 
-    def best(self, x: np.ndarray, chunk: int = 128) -> np.ndarray:
-        """(n, 24) -> (n, 24) int minimal vector of maximum inner product with x."""
-        out = [self.vectors[self.scores(x[i : i + chunk]).argmax(1)] for i in range(0, len(x), chunk)]
-        return np.concatenate(out).astype(np.int64)
+        hi = jax.lax.Precision.HIGHEST
+        pa, pb, ps = jnp.asarray(pairs[:, 0]), jnp.asarray(pairs[:, 1]), jnp.asarray(pair_signs)
+        oct_j, hf, sj = jnp.asarray(octads), jnp.asarray(half.T), jnp.asarray(s)
+        mask = jnp.asarray(valid)
+        offsets = (0, 1104, 1104 + 759 * 256)
+
+        def first_max(sc):  # (k, m) -> max (k,), first index (k,)
+            top = sc.max(axis=1)
+            idx = jnp.arange(sc.shape[1], dtype=jnp.int32)
+            return top, jnp.min(jnp.where(sc == top[:, None], idx, sc.shape[1]), axis=1)
+
+        def chunk_best(x):  # (k, 24) -> (k,) index into self.table
+            k = x.shape[0]
+            sc1 = (x[:, pa, None] * ps[:, 0] + x[:, pb, None] * ps[:, 1]).reshape(k, -1)
+            xo = x[:, oct_j]  # (k, 759, 8)
+            h1 = jnp.einsum("kof,fs->kos", xo[..., :4], hf, precision=hi)
+            h2 = jnp.einsum("kof,fs->kos", xo[..., 4:], hf, precision=hi)
+            sc2 = jnp.where(mask, h1[..., :, None] + h2[..., None, :], -jnp.inf).reshape(k, -1)
+            t = jnp.einsum("ki,ci->kc", x, sj, precision=hi)
+            sc3 = (t[:, :, None] - 4.0 * sj[None] * x[:, None, :]).reshape(k, -1)
+            tops, idxs = zip(*(first_max(sc) for sc in (sc1, sc2, sc3)))
+            tops = jnp.stack(tops, axis=1)
+            shape = jnp.argmax(tops, axis=1)  # first shape on ties
+            idx = jnp.stack([i + o for i, o in zip(idxs, offsets)], axis=1)
+            return jnp.take_along_axis(idx, shape[:, None], axis=1)[:, 0]
+
+        self._best = jax.jit(lambda x: jax.lax.map(chunk_best, x))
+
+    def best(self, x: np.ndarray, chunk: int = 32) -> np.ndarray:
+        """(n, 24) -> (n, 24) int64 minimal vector of maximum inner product with x."""
+        n = len(x)
+        pad = -n % chunk
+        xp = np.concatenate([np.asarray(x, np.float32), np.zeros((pad, 24), np.float32)])
+        out = np.asarray(self._best(jnp.asarray(xp.reshape(-1, chunk, 24)))).reshape(-1)[:n]
+        return self.table[out]
 
 
 _BRUTE = None
@@ -130,7 +152,10 @@ def reference_decode(y: np.ndarray) -> np.ndarray:
         i = np.argmin(16 - 32 * np.abs(f), axis=-1)
         step = np.where(np.take_along_axis(f, i[..., None], -1)[..., 0] >= 0, 1.0, -1.0)
         np.put_along_axis(
-            z, i[..., None], (np.take_along_axis(z, i[..., None], -1)[..., 0] + wrong * step)[..., None], -1
+            z,
+            i[..., None],
+            (np.take_along_axis(z, i[..., None], -1)[..., 0] + wrong * step)[..., None],
+            -1,
         )
         p = t + 4 * z
         d = ((y[:, None, :] - p) ** 2).sum(-1)
@@ -223,8 +248,10 @@ def _check_nearest_around(x: np.ndarray, p: np.ndarray, q: np.ndarray):
     d_ref = ((x - ref) ** 2).sum(1)
     d_q = ((x - q) ** 2).sum(1)
     np.testing.assert_allclose(d_q, d_ref, rtol=0, atol=2e-5)
+    # Different points only at float32 near-ties.
     agree = np.all(np.abs(q - ref) < 1e-4, axis=1)
-    assert agree.mean() > 0.999, f"{(~agree).sum()} disagreements"
+    near_tie = np.abs(d_move - d_stay) < 1e-3
+    assert np.all(agree | near_tie), f"{(~agree).sum()} disagreements"
 
 
 def test_closest_point_perturbed_points_and_voronoi_faces():

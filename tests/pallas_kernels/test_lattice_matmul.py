@@ -29,6 +29,7 @@ CASES = [
     (1, 264, 48, 4, 48, jnp.bfloat16, lm.BlockSizes("fma", 16, 16, 16, 3)),
     (16, 136, 48, 4, 16, jnp.float32, lm.BlockSizes("dot", 16, 16, 16, 2)),
     (64, 328, 32, 2, 32, jnp.bfloat16, lm.BlockSizes("dot", 32, 16, 32, 1)),
+    (20, 136, 64, 3, 32, jnp.bfloat16, lm.BlockSizes("dott", 32, 16, 16, 1)),
 ]
 
 

@@ -52,7 +52,9 @@ def test_make_rejects_unknown_name():
         quantizers.make({"name": "no_such"}, 4, nnx.Rngs(0))
 
 
-@pytest.mark.parametrize("name,d", [("fsq", 4), ("lfq", 4), ("bsq", 4), ("vq", 4), ("lattice_vq", 4)])
+@pytest.mark.parametrize(
+    "name,d", [("fsq", 4), ("lfq", 4), ("bsq", 4), ("vq", 4), ("lattice_vq", 4)]
+)
 def test_bad_dtype_and_shape_errors(name, d):
     q = quantizers.make({"name": name, "levels": [3] * d}, d, nnx.Rngs(0))
     with pytest.raises(TypeError, match="int32"):
@@ -63,7 +65,9 @@ def test_bad_dtype_and_shape_errors(name, d):
         q.decode(jnp.zeros((2, d), jnp.float32))
 
 
-@pytest.mark.parametrize("name,d", [("fsq", 4), ("lfq", 4), ("bsq", 4), ("vq", 4), ("lattice_vq", 4)])
+@pytest.mark.parametrize(
+    "name,d", [("fsq", 4), ("lfq", 4), ("bsq", 4), ("vq", 4), ("lattice_vq", 4)]
+)
 def test_output_dtype_follows_input_and_decision_in_float32(name, d):
     q = quantizers.make({"name": name, "levels": [3] * d}, d, nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(2), (3, 5, d))

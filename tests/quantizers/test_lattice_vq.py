@@ -69,9 +69,9 @@ def test_gradients_reach_basis_only_through_codeword():
     gx = jax.grad(lambda x: jnp.sum(q.codeword(x) * w))(x)
     np.testing.assert_array_equal(gx, 0.0)
     # ... and the straight-through output sends the decoder's gradient to x, not to the basis.
-    gq, gx = nnx.grad(
-        lambda q, x: jnp.sum(q(x, deterministic=True).quantized * w), argnums=(0, 1)
-    )(q, x)
+    gq, gx = nnx.grad(lambda q, x: jnp.sum(q(x, deterministic=True).quantized * w), argnums=(0, 1))(
+        q, x
+    )
     np.testing.assert_array_equal(gq.scale[...], 0.0)
     np.testing.assert_allclose(gx, w)
 

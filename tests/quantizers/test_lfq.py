@@ -58,7 +58,9 @@ def test_entropy_terms_vs_brute_force(temperature):
 
 def test_straight_through_gradient():
     q = LFQ(3, entropy_weight=0.0, commit_weight=0.0)
-    g = jax.grad(lambda x: (q(x, deterministic=True).quantized * jnp.arange(3.0)).sum())(jnp.ones((2, 3)))
+    g = jax.grad(lambda x: (q(x, deterministic=True).quantized * jnp.arange(3.0)).sum())(
+        jnp.ones((2, 3))
+    )
     np.testing.assert_array_equal(g, np.tile(np.arange(3.0), (2, 1)))
 
 
