@@ -23,7 +23,8 @@ def time_per_call(
     ``fn`` runs ``ceil(min_calls / len(arg_sets))`` times over all ``arg_sets`` inside one jitted
     program, so host dispatch is amortized and, with enough sets, each call reads inputs that are
     not in L2. A scalar carried from each output into the next call's first input (``+ 0 * c``,
-    which XLA does not fold for floats) keeps XLA from merging or dropping repeated calls.
+    which XLA does not fold for floats) keeps XLA from merging repeated calls, and every output
+    is returned so that none is sliced down or dropped.
     """
     sets = list(arg_sets)
     rounds = -(-min_calls // len(sets))
@@ -31,12 +32,14 @@ def time_per_call(
     @jax.jit
     def many(sets):
         c = jnp.zeros((), jnp.float32)
+        outs = []
         for _ in range(rounds):
             for a in sets:
                 x = a[0] + (0 * c).astype(a[0].dtype)
                 y = fn(x, *a[1:])
-                c = c + jnp.ravel(y)[0].astype(jnp.float32)
-        return c
+                outs.append(y)
+                c = jnp.ravel(y)[0].astype(jnp.float32)
+        return outs
 
     for _ in range(warmup):
         jax.block_until_ready(many(sets))

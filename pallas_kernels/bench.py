@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pallas_kernels import _timing, packing
 from pallas_kernels import lattice_matmul as lm
@@ -26,8 +28,14 @@ L2_BYTES = 50 * 2**20
 def copy_bandwidth(nbytes: int = 2**30) -> float:
     """Device-to-device copy bandwidth in bytes/s (bytes read + bytes written)."""
     a = jax.random.normal(jax.random.key(0), (nbytes // 4,), jnp.float32)
-    t = _timing.time_per_call(lambda v: v * 1.5, [(a,)], reps=5, min_calls=8)
-    return 2 * nbytes / t
+    f = jax.jit(lambda v: v * 1.5)
+    jax.block_until_ready(f(a))
+    times = []
+    for _ in range(10):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(a))
+        times.append(time.perf_counter() - t0)
+    return 2 * nbytes / float(np.median(times))
 
 
 def weight_bytes(packed: packing.PackedLatticeWeight) -> int:

@@ -200,14 +200,12 @@ def leech_nearest_reference(
 # ----------------------------------------------------------------------------------------------
 # Kernel.
 # ----------------------------------------------------------------------------------------------
-def _leech_kernel(x_ref, sgn_ref, cbits_ref, oct_ref, obits_ref, out_s_ref, out_i_ref, *, bs, prec):
+def _leech_kernel(x_ref, sgn_ref, oct_ref, obits_ref, out_s_ref, out_i_ref, *, bs, prec):
     t, cb = bs.block_rows, bs.block_codes
     r0 = pl.program_id(0) * t
     x = x_ref[pl.ds(r0, t), :]  # (T, 32), columns 24..31 are zero
     ax = jnp.abs(x)
     neg = (x < 0).astype(jnp.float32)
-    xcols = [x_ref[pl.ds(r0, t), j] for j in range(24)]
-    acols = [jnp.abs(v) for v in xcols]
     inf = float("inf")
 
     def track(best_s, best_i, score, base):
@@ -223,9 +221,10 @@ def _leech_kernel(x_ref, sgn_ref, cbits_ref, oct_ref, obits_ref, out_s_ref, out_
         ssum = jnp.dot(ax, ind, precision=prec, preferred_element_type=jnp.float32)
         cnt = jnp.dot(neg, ind, precision=prec, preferred_element_type=jnp.float32)
         m = jnp.full((t, cb), inf, jnp.float32)
-        for j in range(24):
+        for j in range(24):  # columns re-read from L1: keeps 24 row vectors out of registers
             on = ((bits >> j) & 1) == 1
-            m = jnp.minimum(m, jnp.where(on[None, :], acols[j][:, None], inf))
+            aj = jnp.abs(x_ref[pl.ds(r0, t), j])
+            m = jnp.minimum(m, jnp.where(on[None, :], aj[:, None], inf))
         odd = (cnt.astype(jnp.int32) & 1) == 1
         score = 2.0 * (ssum - 2.0 * jnp.where(odd, m, 0.0))
         score = jnp.where((bits != 0)[None, :], score, -inf)
@@ -234,12 +233,11 @@ def _leech_kernel(x_ref, sgn_ref, cbits_ref, oct_ref, obits_ref, out_s_ref, out_
     def golay_step(q, carry):
         base = q * cb
         sg = sgn_ref[:, pl.ds(base, cb)]  # (32, CB) +-1, rows 24..31 zero
-        bits = cbits_ref[pl.ds(base, cb)]
         big_s = jnp.dot(x, sg, precision=prec, preferred_element_type=jnp.float32)
         m = jnp.full((t, cb), inf, jnp.float32)
         for j in range(24):
-            sj = jnp.where(((bits >> j) & 1) == 1, -1.0, 1.0)
-            m = jnp.minimum(m, xcols[j][:, None] * sj[None, :])
+            sj = sgn_ref[j, pl.ds(base, cb)]  # (CB,) +-1
+            m = jnp.minimum(m, x_ref[pl.ds(r0, t), j][:, None] * sj[None, :])
         return track(*carry, big_s - 4.0 * m, base)
 
     init = (jnp.full((t,), -inf, jnp.float32), jnp.zeros((t,), jnp.int32))
@@ -256,14 +254,13 @@ def _tables():
     c = golay_codewords().astype(np.int64)
     sgn = np.zeros((32, 4096), np.float32)
     sgn[:24] = (1 - 2 * c).T
-    cbits = (c << np.arange(24)).sum(1).astype(np.int32)
     pos = octad_positions()
     ind = np.zeros((32, 768), np.float32)
     obits = np.zeros((768,), np.int32)
     for o in range(759):
         ind[pos[o], o] = 1.0
         obits[o] = int(sum(1 << int(p) for p in pos[o]))
-    return sgn, cbits, ind, obits
+    return sgn, ind, obits
 
 
 def _kernel_scores(flat, bs: BlockSizes, interpret: bool):
@@ -271,7 +268,7 @@ def _kernel_scores(flat, bs: BlockSizes, interpret: bool):
     t = bs.block_rows
     rp = -(-r // t) * t
     xp = jnp.pad(flat, ((0, rp - r), (0, 8)))
-    sgn, cbits, ind, obits = (jnp.asarray(a) for a in _tables())
+    sgn, ind, obits = (jnp.asarray(a) for a in _tables())
     prec = jax.lax.Precision.HIGHEST if interpret else jax.lax.DotAlgorithmPreset.TF32_TF32_F32_X3
     out_s, out_i = pl.pallas_call(
         functools.partial(_leech_kernel, bs=bs, prec=prec),
@@ -283,7 +280,7 @@ def _kernel_scores(flat, bs: BlockSizes, interpret: bool):
         compiler_params=plgpu.CompilerParams(num_warps=bs.num_warps, num_stages=bs.num_stages),
         interpret=interpret,
         name="leech_nearest",
-    )(xp, sgn, cbits, ind, obits)
+    )(xp, sgn, ind, obits)
     return out_s[:r, 0], out_i[:r, 0], out_s[:r, 1], out_i[:r, 1]
 
 

