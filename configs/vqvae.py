@@ -116,6 +116,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     # latticejax.quantizers.<name>.make(config.quantizer, latent_dim, rngs) reads these keys.
     config.quantizer = ml_collections.ConfigDict(qkeys)
+    if tiny and variant == "vq":
+        config.quantizer.codebook_size = 64  # a tiny batch has 128 tokens
 
     config.optimizer.name = "adam"
     config.optimizer.learning_rate = 3e-3 if tiny else 1e-3
@@ -123,7 +125,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer.warmup_steps = 2 if tiny else 50
     config.optimizer.grad_clip_norm = 1.0
 
-    steps = 30 if tiny else 250 if "compare" in tokens else 1500
+    steps = 30 if tiny else 250 if "compare" in tokens else 1000
     config.train.steps = steps
     config.train.log_every = 10 if tiny else 50
     config.train.eval_every = steps

@@ -10,6 +10,11 @@ module-level ``make(config, d, rngs)``; `make` resolves ``config.name`` to that 
   fsq         FSQ (arXiv 2309.15505)
   lfq         LFQ (MAGVIT-v2, arXiv 2310.05737)
   bsq         BSQ (arXiv 2406.07548)
+
+Training vs eval: every layer has a ``deterministic`` attribute (set by ``model.train()`` /
+``model.eval()``, overridable per call with ``q(x, deterministic=...)``). When False, a call
+updates the layer's non-Param state (usage counter; VQ's k-means++ seeding, EMA codebook and
+dead-code restarts), so under ``jax.grad`` use ``nnx.grad``/``nnx.value_and_grad``.
 """
 
 from __future__ import annotations

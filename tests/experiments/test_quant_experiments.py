@@ -19,7 +19,8 @@ from latticejax.train.trainer import train_and_evaluate
 
 def test_qat_from_config_beats_post_hoc_rtn_at_two_bits(tmp_path):
     fp_cfg = qat_config.get_config("fp,tiny")
-    train_and_evaluate(fp_cfg, tmp_path / "fp")
+    one = jax.devices()[:1]  # the tiny model is faster unsharded
+    train_and_evaluate(fp_cfg, tmp_path / "fp", devices=one)
     fp_params = tmp_path / "fp" / "params.npz"
     data = load_dataset("shakespeare", seq_len=fp_cfg.data.seq_len)
     held_out = data.test["tokens"][:64]
@@ -37,7 +38,7 @@ def test_qat_from_config_beats_post_hoc_rtn_at_two_bits(tmp_path):
         q_cfg.quant.init_from = str(fp_params)
         q_cfg.train.steps = 20
         q_cfg.optimizer.learning_rate = 1e-3
-    out = train_and_evaluate(q_cfg, tmp_path / "qat")
+    out = train_and_evaluate(q_cfg, tmp_path / "qat", devices=one)
     assert out["summary"]["quantized_layers"] == 5  # qkv, out, up, gate, down of one block
     assert out["summary"]["bits_per_weight"] > 2
     q_model = qat.make_model(q_cfg, nnx.Rngs(0))

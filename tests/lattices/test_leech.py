@@ -98,18 +98,26 @@ class ShellBrute:
             return top, jnp.min(jnp.where(sc == top[:, None], idx, sc.shape[1]), axis=1)
 
         def chunk_best(x):  # (k, 24) -> (k,) index into self.table
-            k = x.shape[0]
+            # Each shape: the max over the inner axis of every score, then the first maximum;
+            # the winner's inner position is found again from its row of scores.
+            k, rows = x.shape[0], jnp.arange(x.shape[0])
             sc1 = (x[:, pa, None] * ps[:, 0] + x[:, pb, None] * ps[:, 1]).reshape(k, -1)
             xo = x[:, oct_j]  # (k, 759, 8)
             h1 = jnp.einsum("kof,fs->kos", xo[..., :4], hf, precision=hi)
             h2 = jnp.einsum("kof,fs->kos", xo[..., 4:], hf, precision=hi)
-            sc2 = jnp.where(mask, h1[..., :, None] + h2[..., None, :], -jnp.inf).reshape(k, -1)
+
+            def sc2_of(a, b):
+                return jnp.where(mask, a[..., :, None] + b[..., None, :], -jnp.inf)
+
+            top2, o = first_max(sc2_of(h1, h2).max(axis=(2, 3)))
+            _, p = first_max(sc2_of(h1[rows, o], h2[rows, o]).reshape(k, 256))
             t = jnp.einsum("ki,ci->kc", x, sj, precision=hi)
-            sc3 = (t[:, :, None] - 4.0 * sj[None] * x[:, None, :]).reshape(k, -1)
-            tops, idxs = zip(*(first_max(sc) for sc in (sc1, sc2, sc3)))
-            tops = jnp.stack(tops, axis=1)
+            top3, c = first_max((t[:, :, None] - 4.0 * sj[None] * x[:, None, :]).max(axis=2))
+            _, j = first_max(t[rows, c][:, None] - 4.0 * sj[c] * x)
+            top1, i1 = first_max(sc1)
+            tops = jnp.stack([top1, top2, top3], axis=1)
+            idx = jnp.stack([i1, offsets[1] + 256 * o + p, offsets[2] + 24 * c + j], axis=1)
             shape = jnp.argmax(tops, axis=1)  # first shape on ties
-            idx = jnp.stack([i + o for i, o in zip(idxs, offsets)], axis=1)
             return jnp.take_along_axis(idx, shape[:, None], axis=1)[:, 0]
 
         self._best = jax.jit(lambda x: jax.lax.map(chunk_best, x))

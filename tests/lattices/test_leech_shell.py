@@ -92,7 +92,7 @@ def test_leech_nearest_matches_brute_force_random():
 
 
 def test_leech_nearest_near_ties():
-    """Midpoints of two neighbouring codewords (60 degrees apart) plus 1e-4 noise, and exact ones."""
+    """Midpoints of neighbouring codewords (60 degrees apart) plus 1e-4 noise, and exact ones."""
     rng = np.random.default_rng(2)
     mv = leech.integer_minimal_vectors().astype(np.float32)
     a = rng.choice(LEECH_SHELL_SIZE, 100, replace=False)
