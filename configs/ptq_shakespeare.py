@@ -30,7 +30,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
     c.bits = (2,) if tiny else (2, 3, 4)
     # GLVQ QAT rows (lattices of configs/qat.py), fine-tuned from the fp weights.
-    c.qat_lattices = "glvq"
+    c.qat_lattices = "glvq" if tiny else "glvq,zn"
     c.qat_steps = 10 if tiny else 150
     c.qat_learning_rate = 1e-3
     # Calibration: training windows, run in this many batches; held-out windows for perplexity.

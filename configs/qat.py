@@ -23,7 +23,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     allowed = {"fp", "glvq", "zn", "dn", "e8", "tiny"}
     unknown = sorted(flags - allowed) + sorted(set(values) - {"bits"})
     if unknown:
-        raise ValueError(f"configs/qat.py variant {arg!r}: unknown {unknown}; use {sorted(allowed)}")
+        raise ValueError(
+            f"configs/qat.py variant {arg!r}: unknown {unknown}; use {sorted(allowed)}"
+        )
     tiny = "tiny" in flags
     lattice = next((t for t in ("zn", "dn", "e8") if t in flags), "glvq")
 

@@ -38,7 +38,9 @@ QUANTIZERS = {
             "name": "lattice_vq",
             "basis": "diagonal",
             "bits": 3,
-            "init_scale": 1.0,
+            # Step of the initial lattice, matched to the encoder's initial output scale (~0.1):
+            # with 1.0 nearly every latent rounds to 0 at first and LL-VQ trains into few codes.
+            "init_scale": 0.1,
             "codebook_weight": 1.0,
             "commit_weight": 0.25,
             "size_weight": 0.1,
@@ -59,7 +61,9 @@ QUANTIZERS = {
         18,
         {
             "name": "lfq",
-            "entropy_weight": 0.1,
+            # The papers' 0.1 is relative to larger reconstruction losses; against this recipe's
+            # pixel MSE (~0.02) it dominates and hurts reconstruction (docs/bench_quantizers.md).
+            "entropy_weight": 0.01,
             "diversity_gamma": 1.0,
             "commit_weight": 0.25,
             "temperature": 1.0,
@@ -69,7 +73,7 @@ QUANTIZERS = {
         18,
         {
             "name": "bsq",
-            "entropy_weight": 0.1,
+            "entropy_weight": 0.01,
             "diversity_gamma": 1.0,
             "commit_weight": 0.25,
             "temperature": 0.05,

@@ -106,15 +106,27 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
             s = summarize(reports)
             ppl = perplexity(model, held_out, config.eval_batch_size)
             rows.append(
-                dict(method=method, bits=bits, ppl=ppl, rel_error=s["rel_error"],
-                     bpw=s["bits_per_weight"], seconds=seconds)
+                dict(
+                    method=method,
+                    bits=bits,
+                    ppl=ppl,
+                    rel_error=s["rel_error"],
+                    bpw=s["bits_per_weight"],
+                    seconds=seconds,
+                )
             )
             logging.info("%s", rows[-1])
             _write(rows, workdir, config)
         for lattice in [t for t in config.qat_lattices.split(",") if t]:
             qdir = workdir / f"qat_{lattice}_{bits}"
-            c = _lm_config(config, method="glvq", bits=bits, lattice=lattice,
-                           init_from=str(fp_params), group_out=config.group_out)
+            c = _lm_config(
+                config,
+                method="glvq",
+                bits=bits,
+                lattice=lattice,
+                init_from=str(fp_params),
+                group_out=config.group_out,
+            )
             with c.unlocked():
                 c.train.steps = config.qat_steps
                 c.optimizer.learning_rate = config.qat_learning_rate
@@ -127,15 +139,22 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
             qat.load_params(model, qdir / "params.npz")
             layers = surgery.quantized_layers(model)
             sizes = np.array([q.quantizer.shape[0] * q.quantizer.shape[1] for _, q in layers])
-            bpw = float(np.dot(sizes, [q.quantizer.bits_per_weight for _, q in layers]) / sizes.sum())
+            bpw = float(
+                np.dot(sizes, [q.quantizer.bits_per_weight for _, q in layers]) / sizes.sum()
+            )
             errs = []
             for _, q in layers:
                 W = surgery.kernel_to_matrix(q.inner, q.inner.kernel[...])
                 errs.append(float(jnp.linalg.norm(q.quantizer(W) - W) / jnp.linalg.norm(W)))
             rows.append(
-                dict(method=f"qat_{lattice} ({config.qat_steps} steps)", bits=bits,
-                     ppl=perplexity(model, held_out, config.eval_batch_size),
-                     rel_error=float(np.mean(errs)), bpw=bpw, seconds=seconds)
+                dict(
+                    method=f"qat_{lattice} ({config.qat_steps} steps)",
+                    bits=bits,
+                    ppl=perplexity(model, held_out, config.eval_batch_size),
+                    rel_error=float(np.mean(errs)),
+                    bpw=bpw,
+                    seconds=seconds,
+                )
             )
             logging.info("%s", rows[-1])
             _write(rows, workdir, config)
@@ -146,8 +165,9 @@ def _write(rows: list[dict], workdir: Path, config) -> None:
     (workdir / "results.json").write_text(json.dumps(rows, indent=1))
     fp = rows[0]["ppl"]
     lines = [
-        f"Shakespeare char LM (d_model={config.lm.model.d_model}, layers={config.lm.model.num_layers}"
-        f"), held-out perplexity on {config.eval_seqs} windows of {config.lm.data.seq_len} chars; "
+        f"Shakespeare char LM (d_model={config.lm.model.d_model}, "
+        f"layers={config.lm.model.num_layers}), held-out perplexity on {config.eval_seqs} "
+        f"windows of {config.lm.data.seq_len} chars; "
         f"calibration {config.calib_seqs} training windows.",
         "",
         "| method | code bits | perplexity | ppl increase | layer rel. error | bits/weight | "

@@ -1,4 +1,4 @@
-r"""Quantization-aware training of the in-repo decoder LM on Shakespeare with GLVQ (arXiv 2510.20984).
+r"""Quantization-aware training of the Shakespeare decoder LM with GLVQ (arXiv 2510.20984).
 
 The model is `latticejax.rnn.DecoderLM` (softmax attention). With ``quant.method = "none"`` this
 trains the full-precision LM; otherwise `latticejax.quant.surgery.quantize_model` wraps every
@@ -75,9 +75,7 @@ def apply_quantization(model: nnx.Module, q: ml_collections.ConfigDict) -> list[
 
     def make(path, W):
         go = min(q.group_out or W.shape[1], W.shape[1])
-        return GLVQ(
-            W, q.bits, lattice=q.lattice, group_dim=q.group_dim, group_out=go, init=q.init
-        )
+        return GLVQ(W, q.bits, lattice=q.lattice, group_dim=q.group_dim, group_out=go, init=q.init)
 
     return surgery.quantize_model(model, q.pattern, make)
 

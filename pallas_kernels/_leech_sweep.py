@@ -17,7 +17,14 @@ from pallas_kernels import leech_nearest as ln
 def main(argv):
     tokens = int(argv[0])
     x = jax.random.normal(jax.random.key(0), (tokens, 24), jnp.float32)
-    for rows, codes, warps in ((32, 128, 4), (64, 128, 4), (64, 64, 4), (16, 128, 4), (32, 64, 2)):
+    for rows, codes, warps in (
+        (64, 64, 4),
+        (64, 32, 4),
+        (128, 64, 4),
+        (128, 32, 8),
+        (64, 64, 8),
+        (32, 32, 4),
+    ):
         bs = ln.BlockSizes(rows, codes, warps)
         try:
             t = _timing.time_per_call(

@@ -204,10 +204,6 @@ def _glvq_transform(x2: jax.Array, packed: packing.PackedLatticeWeight) -> jax.A
     return xt.reshape(-1, m, k)
 
 
-def _choose_mode_default(m: int) -> str:
-    return "fma" if m <= 8 else "dot"
-
-
 def _valid(bs: BlockSizes, m: int, n: int, group_out: int, kw: int) -> bool:
     if group_out % bs.block_n or n % bs.block_n:
         return False
@@ -234,7 +230,7 @@ def default_block_sizes(m: int, k: int, n: int, bits: int, group_out: int) -> Bl
     split = 1
     while programs * split < 3500 and split * 2 * 32 <= kw:
         split *= 2
-    if m <= 8:
+    if m <= 2:  # FMA work grows with the batch: at batch 4 the tensor-core path already wins
         return BlockSizes(mode="fma", block_n=bn, block_k=32, split_k=split, num_warps=8)
     bm = 16 if m <= 16 else (32 if m <= 32 else 64)
     return BlockSizes(mode="dot", block_n=bn, block_k=32, block_m=bm, split_k=split, num_warps=4)

@@ -151,8 +151,8 @@ def _shape_scores_reference(x):
 class BlockSizes:
     """Tiling of ``leech_nearest``: rows per program, codewords / octads per step, warps."""
 
-    block_rows: int = 32
-    block_codes: int = 128
+    block_rows: int = 64
+    block_codes: int = 64
     num_warps: int = 4
     num_stages: int = 2
 

@@ -148,6 +148,7 @@ def e8p_abs_table() -> np.ndarray:
     return table
 
 
+@jax.jit
 def e8p_decode(idx: jax.Array) -> jax.Array:
     """E8P index -> codeword, arithmetically except for the 256-row absolute-value table.
 
@@ -173,6 +174,7 @@ def e8p_decode(idx: jax.Array) -> jax.Array:
     return a * s.astype(jnp.float32) + shift
 
 
+@functools.partial(jax.jit, static_argnames=("chunk",))
 def e8p_encode(v: jax.Array, *, chunk: int = 16384) -> jax.Array:
     """Exact nearest E8P codeword index of each 8-vector (squared Euclidean distance).
 

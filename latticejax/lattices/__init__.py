@@ -14,12 +14,28 @@ from latticejax.lattices.dn import Dn, DnPlus
 from latticejax.lattices.e8 import E8
 from latticejax.lattices.generator import GeneratorLattice
 from latticejax.lattices.leech import Leech
+from latticejax.lattices.leech_shell import (
+    E8_SHELL_BITS,
+    E8_SHELL_SIZE,
+    LEECH_SHELL_BITS,
+    LEECH_SHELL_SIZE,
+    e8_shell_codeword,
+    e8_shell_index,
+    e8_shell_nearest,
+    leech_shell_codeword,
+    leech_shell_index,
+    leech_shell_nearest,
+)
 from latticejax.lattices.lll import lll
 from latticejax.lattices.nsm import normalized_second_moment
 from latticejax.lattices.sphere_decoder import sphere_decode
 from latticejax.lattices.zn import Zn
 
 __all__ = [
+    "E8_SHELL_BITS",
+    "E8_SHELL_SIZE",
+    "LEECH_SHELL_BITS",
+    "LEECH_SHELL_SIZE",
     "An",
     "Dn",
     "DnPlus",
@@ -32,7 +48,13 @@ __all__ = [
     "babai_nearest_plane",
     "babai_round",
     "check_generator",
+    "e8_shell_codeword",
+    "e8_shell_index",
+    "e8_shell_nearest",
     "golay",
+    "leech_shell_codeword",
+    "leech_shell_index",
+    "leech_shell_nearest",
     "lll",
     "normalized_second_moment",
     "sphere_decode",

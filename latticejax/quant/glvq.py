@@ -21,6 +21,7 @@ scalar ``c`` learnable; their codebook is the parallelepiped ``{z @ B : z in [-2
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import jax
@@ -212,6 +213,11 @@ def init_generators(
         raise ValueError(f"init must be one of {INITS}, got {init!r}.")
     if init == "cholesky" and lattice != "glvq":
         raise ValueError(f"init='cholesky' needs lattice='glvq', got lattice={lattice!r}.")
+    return _init_generators(W, bits, lattice, group_dim, group_out, init, n_grid)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6))
+def _init_generators(W, bits, lattice, group_dim, group_out, init, n_grid):
     d = group_dim
     scales = jnp.sqrt(jnp.mean(W * W, axis=0)) + 1e-8
     V = to_vectors(W / scales, d, group_out)
@@ -354,12 +360,6 @@ class GLVQ(nnx.Module):
         )
 
 
-def unit_volume(G: jax.Array) -> jax.Array:
-    """``|det G|^(1/d)`` per generator (``(..., d, d) -> (...)``): the lattice's cell size."""
-    d = G.shape[-1]
-    return jnp.abs(jnp.linalg.det(G)) ** (1.0 / d)
-
-
 __all__ = [
     "DECODERS",
     "GLVQ",
@@ -375,6 +375,4 @@ __all__ = [
     "glvq_fake_quant",
     "init_generators",
     "to_vectors",
-    "unit_volume",
 ]
-

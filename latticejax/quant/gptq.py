@@ -171,9 +171,13 @@ def gptq(
     bits = check_bits(bits)
     K = np.shape(W)[0]
     if np.shape(H) != (K, K):
-        raise ValueError(f"H must have shape ({K}, {K}) to match W {np.shape(W)}, got {np.shape(H)}.")
+        raise ValueError(
+            f"H must have shape ({K}, {K}) to match W {np.shape(W)}, got {np.shape(H)}."
+        )
     check_divides(min(block_size, K), K, name="block_size", dim_name="K")
-    return _gptq(W, H, scales, damp=float(damp), bits=bits, block_size=block_size, act_order=act_order)
+    return _gptq(
+        W, H, scales, damp=float(damp), bits=bits, block_size=block_size, act_order=act_order
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("bits", "block_size", "act_order", "damp"))

@@ -21,6 +21,7 @@ Methods (``METHODS``):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -103,6 +104,10 @@ def glvq_calibrate(
     """GLVQ calibration of one layer (arXiv 2510.20984 §3): learn ``G`` (and scales) by Adam on
     the normalized layer error ``tr(E^T H E) / tr(W^T H W)``, ``E = W_hat(G) - W``.
 
+    With ``options.glvq_feedback`` the final codes are chosen with GPTQ-style error feedback
+    (`_feedback_round`) for both the trained and the initial lattice, and the one with the lower
+    layer error is kept (Adam trains G for plain Babai rounding, which the feedback changes).
+
     Args:
       W: ``(K, N)`` float32. H: ``(K, K)``. bits: 1..8. lattice: GLVQ lattice name.
     Returns:
@@ -119,6 +124,8 @@ def glvq_calibrate(
         group_out=go,
         init=options.glvq_init if lattice == "glvq" else "identity",
     )
+    init = (q.generators(), q.scales[...])
+    init_state = nnx.clone(nnx.state(q, nnx.Param))
     norm = jnp.trace(W.T @ H @ W) + 1e-12
     opt = nnx.Optimizer(q, optax.adam(options.glvq_lr), wrt=nnx.Param)
 
@@ -136,11 +143,24 @@ def glvq_calibrate(
         step(q, opt)
     if not options.glvq_feedback:
         return jax.lax.stop_gradient(q(W)), q
-    G = q.generators()
-    scales = q.scales[...]
+    cands = [(q.generators(), q.scales[...]), init]
+    outs = [
+        _feedback_round(W, H, G, s, bits, go, options.group_dim, options.block_size, options.damp)
+        for G, s in cands
+    ]
+    losses = [float(jnp.trace((Wh - W).T @ H @ (Wh - W))) for Wh in outs]
+    best = int(np.argmin(losses))
+    if best == 1:  # training did not help the fed-back rounding: keep the initial lattice
+        nnx.update(q, init_state)
+    return outs[best], q
+
+
+@functools.partial(jax.jit, static_argnums=(4, 5, 6, 7, 8))
+def _feedback_round(W, H, G, scales, bits, go, d, block_size, damp):
+    """GLVQ codes with error feedback; returns ``W_hat (K, N)`` on each group's lattice."""
+    K, N = W.shape
     lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    d = options.group_dim
-    U = inverse_hessian_cholesky(H, options.damp)
+    U = inverse_hessian_cholesky(H, damp)
     round_fn = lambda t: jnp.clip(jnp.round(t), lo, hi)
 
     def quant(w, i):
@@ -153,12 +173,11 @@ def glvq_calibrate(
         z = jax.vmap(lambda x, B: babai_nearest_plane(x @ M, B @ M, round_fn=round_fn))(v, Gb)
         return (jnp.einsum("gcd,gde->gce", z, Gb).reshape(N, d) * scales[:, None]).T
 
-    W_hat = gptq_with(W, H, quant, vec=d, block_size=options.block_size, damp=options.damp)
+    W_hat = gptq_with(W, H, quant, vec=d, block_size=block_size, damp=damp)
     # Exact codes of the fed-back solution (W_hat is on the lattice of each group).
     V = to_vectors(W_hat / scales, d, go)
     z = jnp.round(jnp.einsum("bgcd,bgde->bgce", V, jnp.linalg.inv(G)))
-    W_hat = from_vectors(jnp.einsum("bgcd,bgde->bgce", z, G)) * scales
-    return W_hat, q
+    return from_vectors(jnp.einsum("bgcd,bgde->bgce", z, G)) * scales
 
 
 def quantize_matrix(
@@ -244,8 +263,10 @@ def _layer_inputs(layer: nnx.Module, inputs: list[np.ndarray]) -> np.ndarray:
         contract = [c for c in rhs if c in lhs]
         batch = [c for c in lhs if c not in contract]
         eq = f"{lhs}->{''.join(batch + contract)}"
-        rows = [np.einsum(eq, x).reshape(-1, int(np.prod([x.shape[lhs.index(c)] for c in contract])))
-                for x in inputs]
+        rows = [
+            np.einsum(eq, x).reshape(-1, int(np.prod([x.shape[lhs.index(c)] for c in contract])))
+            for x in inputs
+        ]
         return np.concatenate(rows)
     return np.concatenate([x.reshape(-1, x.shape[-1]) for x in inputs])
 

@@ -6,12 +6,15 @@ grid ``s_n * {-2^(b-1), ..., 2^(b-1)-1}`` with one scale ``s_n`` per output colu
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
 from latticejax.quant._checks import check_bits, check_matrix, code_range
 
 
+@functools.partial(jax.jit, static_argnames=("bits", "n_grid", "axis"))
 def search_scales(V: jax.Array, bits: int, *, n_grid: int = 48, axis: int = 0) -> jax.Array:
     """Per-slice step sizes minimizing the RTN squared error (grid search over clip ratios).
 

@@ -79,9 +79,7 @@ def apply_with_kernel(layer: nnx.Module, x: jax.Array, kernel: jax.Array) -> jax
         if bias is not None:
             y = y + jnp.reshape(bias, layer._infer_broadcasted_bias_shape(s, x, kernel))
         return y
-    y = jax.lax.dot_general(
-        x, kernel, (((x.ndim - 1,), (0,)), ((), ())), precision=layer.precision
-    )
+    y = jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())), precision=layer.precision)
     return y if bias is None else y + bias
 
 
@@ -124,7 +122,6 @@ class PackedLinear(nnx.Module):
             raise ValueError(f"packed.shape {packed.shape} != layer matrix shape {W.shape}.")
         # The float kernel is not kept: only the packed weight (and the bias) are state.
         self.inner.kernel = nnx.Variable(jnp.zeros((0,), jnp.float32))
-        self.kernel_shape = tuple(inner.kernel_shape) if hasattr(inner, "kernel_shape") else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
         if isinstance(self.inner, nnx.Einsum):

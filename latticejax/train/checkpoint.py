@@ -5,6 +5,11 @@ RNG counters, optimizer state) plus a JSON ``meta`` item: step, data-iterator po
 key and a SHA-256 digest of every array. On resume the newest checkpoint whose files load AND whose
 digest matches is used; anything else (partial write, truncated or flipped bytes) is skipped with a
 ``RuntimeWarning``, moved to ``<workdir>/corrupt_checkpoints/`` and never loaded.
+
+Multi-host: every process calls ``save`` / ``restore_latest`` (orbax writes each array shard from
+the process that holds it; the workdir must be on a filesystem all hosts share). The digest is taken
+over the whole (all-gathered) value of each array, so it does not depend on the sharding: a
+checkpoint saved on N devices restores, verified, on M devices.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+
+from latticejax.train import distributed
 
 
 def _is_key(x: Any) -> bool:
@@ -54,10 +61,14 @@ def unflatten_state(flat: Mapping[str, Any], like: Any) -> Any:
 
 
 def digest(flat: Mapping[str, Any]) -> str:
-    """SHA-256 over names, dtypes, shapes and bytes of every array (fully addressable arrays)."""
+    """SHA-256 over names, dtypes, shapes and bytes of every array.
+
+    Arrays sharded over several processes are all-gathered first (every process must call this),
+    so the digest is that of the global values, the same for any mesh or process count.
+    """
     h = hashlib.sha256()
     for name in sorted(flat):
-        x = np.asarray(jax.device_get(flat[name]))
+        x = distributed.to_host(flat[name])
         h.update(f"{name}|{x.dtype}|{x.shape}|".encode())
         h.update(np.ascontiguousarray(x).tobytes())
     return h.hexdigest()
@@ -109,6 +120,8 @@ class Checkpointer:
         self._manager.wait_until_finished()
 
     def _quarantine(self, step: int) -> None:
+        if not distributed.is_main_process():
+            return
         src = self.directory / str(step)
         dst = self.workdir / "corrupt_checkpoints" / str(step)
         if src.exists():
@@ -164,8 +177,10 @@ class Checkpointer:
             result = (unflatten_state(flat, like), meta)
             break
         if bad:
+            distributed.barrier("latticejax_checkpoint_verified")
             for step in bad:
                 self._quarantine(step)
+            distributed.barrier("latticejax_checkpoint_quarantined")
             self._manager.close()
             self._manager = self._make_manager()
         return result

@@ -18,10 +18,11 @@ import re
 import sys
 from pathlib import Path
 
+import jax
 import ml_collections
 from absl import app, flags
 
-from latticejax.main import _CONFIG, _WORKDIR  # the launcher's --config / --workdir flags
+from latticejax.main import _CONFIG, _WORKDIR, init_distributed  # the launcher's flags
 from latticejax.train import config_utils
 
 _GRID = flags.DEFINE_string("grid", "", "Grid 'key=v1,v2;key2=w1,w2' of config overrides.")
@@ -85,8 +86,9 @@ def run_sweep(
         if dry_run:
             continue
         results[name] = train_and_evaluate(cfg, sub)["eval"]
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "sweep.json").write_text(json.dumps(results, indent=2) + "\n")
+        if jax.process_index() == 0:
+            workdir.mkdir(parents=True, exist_ok=True)
+            (workdir / "sweep.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
 
 
@@ -95,6 +97,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     if "" not in sys.path and "." not in sys.path:
         sys.path.insert(0, "")
+    init_distributed()
     results = run_sweep(_CONFIG.value, _WORKDIR.value, _GRID.value, dry_run=_DRY_RUN.value)
     for name, metrics in results.items():
         print(f"{name}: {metrics}")

@@ -6,6 +6,11 @@ optimizer, sharding, update step, checkpoint/resume, evals, loop. The experiment
 ``make_figures`` / ``summarize`` (contract: docs/CONTRIBUTING.md). The train state is a plain dict
 ``{"model": nnx.State, "opt": nnx.State}``; per-step randomness is ``fold_in(key(seed), step)``, so
 a resumed run replays exactly the uninterrupted one.
+
+Multi-host (docs/DISTRIBUTED.md): every process runs this same function after
+``latticejax.train.distributed.initialize``; the mesh spans all processes' devices, each process
+loads its own slice of every global batch, checkpoints are written by all of them, and only process
+0 writes config files, metrics, figures, summaries and the progress bar.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging as pylogging
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,7 +38,7 @@ from tqdm.auto import tqdm
 
 from latticejax.data import ArrayIterator, eval_batches, load_dataset
 from latticejax.train import checkpoint as ckpt_lib
-from latticejax.train import config_utils, writers
+from latticejax.train import config_utils, distributed, writers
 from latticejax.train import mesh as mesh_lib
 
 # config.data keys the engine consumes; every other key is passed to the dataset loader.
@@ -232,6 +238,21 @@ def evaluate(
     return {k: v / count for k, v in totals.items()}
 
 
+def _host_readable(tree: Any, mesh: Mesh) -> Any:
+    """``tree`` replicated on every device when several processes share the mesh, so experiment
+    code (figures, summaries) can read its arrays on the host; unchanged for one process."""
+    return distributed.replicate(tree, mesh) if jax.process_count() > 1 else tree
+
+
+def _call_on_all_processes(fn: Callable, workdir: Path, *args: Any) -> Any:
+    """Calls ``fn(*args, out_dir)`` on every process (its computations may be collectives);
+    processes other than 0 write into a throwaway directory."""
+    if distributed.is_main_process():
+        return fn(*args, str(workdir))
+    with tempfile.TemporaryDirectory() as scratch:
+        return fn(*args, scratch)
+
+
 def _local(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """This process' contiguous slice of a global host batch."""
     pc, pi = jax.process_count(), jax.process_index()
@@ -249,22 +270,34 @@ def create_state(
 ) -> dict[str, Any]:
     """Builds model and optimizer and places their state on ``mesh``.
 
+    The model is first traced abstractly (``nnx.eval_shape``) to get shapes and shardings, then
+    initialised inside one ``jax.jit`` whose outputs are already sharded: no device ever holds a
+    whole FSDP-sharded array, and initialisation is one compilation instead of one per op.
+
     Returns:
       dict with ``state`` (``{"model", "opt"}`` of sharded ``nnx.State``), ``sharding`` (same
       structure), ``model_graphdef`` (train mode), ``eval_graphdef`` (eval mode), ``opt_graphdef``
       and ``schedule`` (step -> learning rate).
     """
-    model = experiment.make_model(config, nnx.Rngs(config.seed))
     tx, schedule = make_optimizer(config.optimizer, config.train.steps)
-    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+    def build():
+        model = experiment.make_model(config, nnx.Rngs(config.seed))
+        return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+    model, optimizer = nnx.eval_shape(build)
     model.eval()
     eval_graphdef = nnx.graphdef(model)
     model.train()
     model_graphdef, model_state = nnx.split(model)
     opt_graphdef, opt_state = nnx.split(optimizer)
-    state = {"model": model_state, "opt": opt_state}
-    sharding = mesh_lib.state_shardings(state, mesh)
-    state = jax.device_put(state, sharding)
+    sharding = mesh_lib.state_shardings({"model": model_state, "opt": opt_state}, mesh)
+
+    def init():
+        model, optimizer = build()
+        return {"model": nnx.state(model), "opt": nnx.state(optimizer)}
+
+    state = jax.jit(init, out_shardings=sharding)()
     return {
         "state": state,
         "sharding": sharding,
@@ -311,7 +344,9 @@ def train_and_evaluate(
     current = json.loads(config.to_json_best_effort())
     if previous is not None and previous != current:
         logging.warning("Config differs from the one saved in %s; using the new one.", workdir)
-    config_utils.save_config(config, workdir)
+    main_process = distributed.is_main_process()
+    if main_process:
+        config_utils.save_config(config, workdir)
     steps = config.train.steps
 
     # ---- Mesh.
@@ -368,7 +403,7 @@ def train_and_evaluate(
         meta = {"data": train_iter.get_state(), "rng": jax.random.key_data(base_rng).tolist()}
         checkpointer.save(step, state, meta)
 
-    writer = writers.MetricWriter(workdir, resume_step=start)
+    writer = writers.MetricWriter(workdir, resume_step=start, active=main_process)
     eval_every = config.train.eval_every
     checkpoint_every = config.train.checkpoint_every
     log_every = config.train.log_every
@@ -384,16 +419,26 @@ def train_and_evaluate(
         make_figures = getattr(experiment, "make_figures", None)
         if make_figures is not None:
             first = next(eval_batches(dataset.test, eval_batch_size, multiple_of=shards))
-            model = nnx.merge(built["eval_graphdef"], state["model"])
-            make_figures(model, mesh_lib.shard_batch(_local(first), mesh), str(workdir), step)
-        writers.plot_curves(workdir)
+            batch = _host_readable(mesh_lib.shard_batch(_local(first), mesh), mesh)
+            model = nnx.merge(built["eval_graphdef"], _host_readable(state["model"], mesh))
+            _call_on_all_processes(
+                lambda m, b, out: make_figures(m, b, out, step), workdir, model, batch
+            )
+        if main_process:
+            writers.plot_curves(workdir)
         return metrics
 
     # ---- Loop.
     window: list[dict[str, float]] = []
     eval_metrics: dict[str, float] = {}
     t0, t_steps = time.perf_counter(), 0
-    bar = tqdm(total=steps, initial=start, desc=config.experiment, dynamic_ncols=True)
+    bar = tqdm(
+        total=steps,
+        initial=start,
+        desc=config.experiment,
+        dynamic_ncols=True,
+        disable=not main_process,
+    )
     try:
         for step in range(start + 1, last + 1):
             batch = mesh_lib.shard_batch(next(train_iter), mesh)
@@ -419,9 +464,11 @@ def train_and_evaluate(
                 window, t0, t_steps = [], time.perf_counter(), 0
             if (eval_every and step % eval_every == 0) or step == steps:
                 eval_metrics = run_eval(step)
-                bar.write(
-                    f"step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in eval_metrics.items())
-                )
+                if main_process:
+                    bar.write(
+                        f"step {step}: "
+                        + ", ".join(f"{k}={v:.4g}" for k, v in eval_metrics.items())
+                    )
             if (checkpoint_every and step % checkpoint_every == 0) or step == last:
                 save(step)
             for hook in hooks:
@@ -437,12 +484,17 @@ def train_and_evaluate(
             eval_metrics = run_eval(start)
         summarize = getattr(experiment, "summarize", None)
         if summarize is not None:
-            model = nnx.merge(built["eval_graphdef"], state["model"])
-            summary = dict(summarize(model, config, str(workdir), eval_metrics) or {})
+            model = nnx.merge(built["eval_graphdef"], _host_readable(state["model"], mesh))
+            summary = _call_on_all_processes(
+                lambda m, out: summarize(m, config, out, eval_metrics), workdir, model
+            )
+            summary = dict(summary or {})
         result = {"step": steps, "eval": eval_metrics, "summary": summary}
-        (workdir / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        if main_process:
+            text = json.dumps(result, indent=2, default=str) + "\n"
+            (workdir / "summary.json").write_text(text)
     writer.close()
     checkpointer.close()
-    if last != steps:  # run_eval plotted the finished run's curves already
+    if last != steps and main_process:  # run_eval plotted the finished run's curves already
         writers.plot_curves(workdir)
     return {"step": max(start, last), "eval": eval_metrics, "summary": summary, "state": state}

@@ -23,11 +23,16 @@ class MetricWriter:
     Args:
       workdir: the run directory.
       resume_step: the step training restarts from (0 for a fresh run).
+      active: False makes every method a no-op (processes other than 0 of a multi-host run).
     """
 
-    def __init__(self, workdir: str | Path, resume_step: int = 0):
+    def __init__(self, workdir: str | Path, resume_step: int = 0, *, active: bool = True):
         self.workdir = Path(workdir)
         self.jsonl = self.workdir / "metrics.jsonl"
+        self.active = active
+        self._tb = None
+        if not active:
+            return
         if self.jsonl.exists():
             kept = [r for r in read_jsonl(self.jsonl) if r["step"] <= resume_step]
             self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in kept))
@@ -35,6 +40,8 @@ class MetricWriter:
 
     def write(self, step: int, scalars: Mapping[str, float]) -> None:
         """Logs ``scalars`` (name -> python float) at ``step``."""
+        if not self.active:
+            return
         record = {"step": int(step)}
         for name, value in scalars.items():
             record[name] = float(value)
@@ -43,10 +50,12 @@ class MetricWriter:
             f.write(json.dumps(record) + "\n")
 
     def flush(self) -> None:
-        self._tb.flush()
+        if self._tb is not None:
+            self._tb.flush()
 
     def close(self) -> None:
-        self._tb.close()
+        if self._tb is not None:
+            self._tb.close()
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

@@ -29,8 +29,14 @@ def test_qat_from_config_beats_post_hoc_rtn_at_two_bits(tmp_path):
     rtn_model = qat.make_lm(fp_cfg, nnx.Rngs(0))
     qat.load_params(rtn_model, fp_params)
     fp_ppl = ptq.perplexity(rtn_model, held_out, 64)
-    run_ptq(rtn_model, lambda m: m(calib), method="rtn", bits=2,
-            pattern=fp_cfg.quant.pattern, key=jax.random.key(0))
+    run_ptq(
+        rtn_model,
+        lambda m: m(calib),
+        method="rtn",
+        bits=2,
+        pattern=fp_cfg.quant.pattern,
+        key=jax.random.key(0),
+    )
     rtn_ppl = ptq.perplexity(rtn_model, held_out, 64)
 
     q_cfg = qat_config.get_config("glvq,tiny,bits=2")
@@ -58,10 +64,15 @@ def test_perplexity_matches_numpy_and_table_written(tmp_path):
     nll = -np.take_along_axis(logp, tokens[:, 1:, None], -1).mean()
     assert ptq.perplexity(model, tokens, 2) == pytest.approx(np.exp(nll), rel=1e-4)
     c = ptq_shakespeare.get_config("tiny")
-    rows = [dict(method="fp32", bits=32, ppl=10.0, rel_error=0.0, bpw=32.0, seconds=0.0),
-            dict(method="rtn", bits=2, ppl=12.5, rel_error=0.3, bpw=2.5, seconds=1.0)]
+    rows = [
+        dict(method="fp32", bits=32, ppl=10.0, rel_error=0.0, bpw=32.0, seconds=0.0),
+        dict(method="rtn", bits=2, ppl=12.5, rel_error=0.3, bpw=2.5, seconds=1.0),
+    ]
     ptq._write(rows, tmp_path, c)
-    assert "| rtn | 2 | 12.5000 | +2.5000 | 0.3000 | 2.500 | 1.0 |" in (tmp_path / "results.md").read_text()
+    assert (
+        "| rtn | 2 | 12.5000 | +2.5000 | 0.3000 | 2.500 | 1.0 |"
+        in (tmp_path / "results.md").read_text()
+    )
     assert json.loads((tmp_path / "results.json").read_text())[1]["ppl"] == 12.5
     with pytest.raises(ValueError, match="unknown"):
         qat_config.get_config("tiny,bogus")

@@ -23,24 +23,27 @@ def _rel(a, b):
 
 
 # (batch, K, N, bits, group_out, dtype, BlockSizes): K, N off the block multiples.
+# Batch 1, 3, 16, 64 and 20; K, N and the word count off the block multiples; every mode.
 CASES = [
-    (1, 200, 96, 2, 32, jnp.float32, lm.BlockSizes("fma", 16, 8, 16, 2)),
-    (3, 96, 64, 3, 64, jnp.bfloat16, lm.BlockSizes("fma", 32, 8, 16, 1)),
-    (1, 264, 48, 4, 48, jnp.bfloat16, lm.BlockSizes("fma", 16, 16, 16, 3)),
-    (16, 136, 48, 4, 16, jnp.float32, lm.BlockSizes("dot", 16, 16, 16, 2)),
-    (64, 328, 32, 2, 32, jnp.bfloat16, lm.BlockSizes("dot", 32, 16, 32, 1)),
-    (20, 136, 64, 3, 32, jnp.bfloat16, lm.BlockSizes("dott", 32, 16, 16, 1)),
+    ((1,), 200, 96, 2, 32, jnp.float32, lm.BlockSizes("fma", 16, 8, 16, 2)),
+    ((3,), 264, 48, 3, 48, jnp.bfloat16, lm.BlockSizes("fma", 16, 16, 16, 2)),
+    ((4, 4), 136, 48, 4, 16, jnp.float32, lm.BlockSizes("dot", 16, 16, 16, 2)),
+    ((64,), 328, 32, 2, 32, jnp.bfloat16, lm.BlockSizes("dot", 32, 16, 32, 1)),
+    ((20,), 136, 64, 3, 32, jnp.bfloat16, lm.BlockSizes("dott", 32, 16, 16, 1)),
 ]
 
 
-@pytest.mark.parametrize("m,k,n,bits,go,dtype,bs", CASES)
-def test_kernel_matches_reference(m, k, n, bits, go, dtype, bs):
+@pytest.mark.parametrize("lead,k,n,bits,go,dtype,bs", CASES)
+def test_kernel_matches_reference(lead, k, n, bits, go, dtype, bs):
+    m = int(np.prod(lead))
     seed = m * 1000 + k + n + bits
     pk = lm.random_glvq(jax.random.key(seed), k, n, bits, go)
-    x = jax.random.normal(jax.random.key(seed + 1), (m, k), dtype)
-    want = _ref64(x, pk)
-    y = lm.lattice_matmul(x, pk, block_sizes=bs, interpret=INTERPRET)
-    assert y.shape == (m, n) and y.dtype == dtype
+    x = jax.random.normal(jax.random.key(seed + 1), (*lead, k), dtype)
+    want = _ref64(x.reshape(m, k), pk).reshape(*lead, n)
+    y = lm.lattice_matmul(
+        x, pk, block_sizes=bs, interpret=INTERPRET, expect_shape=(k, n), expect_bits=bits
+    )
+    assert y.shape == (*lead, n) and y.dtype == dtype
     assert np.all(np.isfinite(np.asarray(y, np.float32)))
     tol = 1e-2 if dtype == jnp.bfloat16 else 1e-3  # bf16 output / tf32 dot
     assert _rel(y, want) < tol
@@ -48,12 +51,11 @@ def test_kernel_matches_reference(m, k, n, bits, go, dtype, bs):
     assert _rel(ref, want) < (1e-2 if dtype == jnp.bfloat16 else 1e-6)
 
 
-def test_default_blocks_and_leading_dims():
-    pk = lm.random_glvq(jax.random.key(5), 64, 64, 2, 64)
-    x = jax.random.normal(jax.random.key(6), (2, 2, 64), jnp.float32)
-    y = lm.lattice_matmul(x, pk, interpret=INTERPRET, expect_shape=(64, 64), expect_bits=2)
-    want = _ref64(x.reshape(4, 64), pk).reshape(2, 2, 64)
-    assert _rel(y, want) < 1e-3
+def test_default_block_sizes_are_valid():
+    for m in (1, 4, 16, 64):
+        for k, n, bits, go in ((4096, 4096, 2, 2048), (8192, 28672, 3, 256), (64, 32, 4, 32)):
+            bs = lm.default_block_sizes(m, k, n, bits, go)
+            assert lm._valid(bs, m, n, go, -(-k // (32 // bits))), (m, k, n, bits, bs)
 
 
 def test_decode_field_exact():

@@ -23,30 +23,28 @@ def test_shell_codeword_matches_latticejax_order():
     np.testing.assert_allclose(got, mv, atol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "n,k,dtype", [(1, 1, jnp.float32), (37, 2, jnp.float32), (16, 1, jnp.bfloat16)]
-)
-def test_kernel_and_reference_are_exact(n, k, dtype):
-    x = jax.random.normal(jax.random.key(n + k), (n, 24 * k), jnp.float32).astype(dtype)
-    scores = _brute(x.astype(jnp.float32))
+def test_kernel_and_reference_are_exact():
+    # Random rows plus rows near a codeword of each shape; bf16 input is promoted to float32.
+    near = jnp.asarray([5, 1103, 1104, 50000, 98255, 98256, 150000, 196559])
+    xs = ln.shell_codeword(near) + 1e-3 * jax.random.normal(jax.random.key(3), (8, 24))
+    xr = jax.random.normal(jax.random.key(4), (10, 24), jnp.float32)
+    x = jnp.concatenate([xs, xr]).reshape(9, 48)  # N=9 rows of k=2 blocks
+    scores = _brute(x)
     best = scores.max(1)
-    idx_k, vec_k = ln.leech_nearest(x, interpret=INTERPRET)
-    idx_r, _ = ln.leech_nearest_reference(x)
-    assert idx_k.shape == (n, k) and vec_k.shape == (n, 24 * k)
+    bs = ln.BlockSizes(block_rows=16, block_codes=256)
+    idx_k, vec_k = ln.leech_nearest(x, block_sizes=bs, interpret=INTERPRET)
+    idx_r, _ = ln.leech_nearest_reference(x, chunk=32)
+    assert idx_k.shape == (9, 2) and vec_k.shape == (9, 48)
     for idx in (np.asarray(idx_k).ravel(), np.asarray(idx_r).ravel()):
-        got = scores[np.arange(len(best)), idx]
-        np.testing.assert_allclose(got, best, rtol=1e-5, atol=1e-5)
-    lj, _ = leech_shell.leech_shell_nearest(x.astype(jnp.float32).reshape(-1, 24))
+        np.testing.assert_allclose(scores[np.arange(18), idx], best, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(idx_k).ravel()[:8], np.asarray(near))
+    lj, _ = leech_shell.leech_shell_nearest(x.reshape(-1, 24))
     np.testing.assert_array_equal(np.asarray(idx_k).ravel(), np.asarray(lj))
     np.testing.assert_allclose(np.linalg.norm(np.asarray(vec_k).reshape(-1, 24), axis=1), 1, 1e-5)
-
-
-def test_structured_inputs_hit_each_shape():
-    # Inputs equal to codewords of each shape must return that exact codeword.
-    idx = jnp.asarray([5, 1103, 1104, 50000, 98255, 98256, 150000, 196559])
-    x = ln.shell_codeword(idx) + 1e-3 * jax.random.normal(jax.random.key(3), (8, 24))
-    got, vec = ln.leech_nearest(x, interpret=INTERPRET)
-    np.testing.assert_array_equal(np.asarray(got)[:, 0], np.asarray(idx))
+    xb = x.astype(jnp.bfloat16)
+    idx_b, _ = ln.leech_nearest(xb, block_sizes=bs, interpret=INTERPRET)
+    sb = _brute(xb.astype(jnp.float32))
+    np.testing.assert_allclose(sb[np.arange(18), np.asarray(idx_b).ravel()], sb.max(1), rtol=1e-5)
 
 
 def test_errors():

@@ -46,8 +46,13 @@ def test_dequantize_glvq_matches_numpy(bits):
     assert len(leaves) == 3  # codes, generators, scales; the rest is static
 
 
-def test_e8p_codebook_is_in_shifted_e8():
-    cb = np.asarray(packing.e8p_decode(jnp.arange(65536)), np.float64)
+@pytest.fixture(scope="module")
+def e8p_codebook():
+    return np.asarray(packing.e8p_decode(jnp.arange(65536)), np.float64)
+
+
+def test_e8p_codebook_is_in_shifted_e8(e8p_codebook):
+    cb = e8p_codebook
     assert len(np.unique(cb, axis=0)) == 65536
     shift = np.where(np.arange(65536) >> 15, -0.25, 0.25)[:, None]
     v = cb - shift
@@ -57,22 +62,22 @@ def test_e8p_codebook_is_in_shifted_e8():
     assert norms.max() == 12.0 and np.sum(norms <= 10.0) == 227 * 256
 
 
-def test_e8p_encode_is_exact_nearest():
+def test_e8p_encode_is_exact_nearest(e8p_codebook):
     rng = np.random.default_rng(7)
     x = rng.normal(size=(200, 8)) * 1.3
-    cb = np.asarray(packing.e8p_decode(jnp.arange(65536)), np.float64)
+    cb = e8p_codebook
     idx = np.asarray(packing.e8p_encode(jnp.asarray(x, jnp.float32)))
     dist = ((x[:, None, :] - cb[None]) ** 2).sum(-1)
     np.testing.assert_allclose(dist[np.arange(200), idx], dist.min(1), rtol=1e-5, atol=1e-5)
 
 
-def test_e8p_pack_dequantize():
+def test_e8p_pack_dequantize(e8p_codebook):
     rng = np.random.default_rng(3)
     k, n = 40, 6
     idx = rng.integers(0, 65536, size=(k // 8, n))
     s = rng.uniform(0.5, 2, size=n)
     pk = packing.pack_e8p(jnp.asarray(idx), s)
-    cb = np.asarray(packing.e8p_decode(jnp.arange(65536)), np.float64)
+    cb = e8p_codebook
     want = cb[idx].transpose(0, 2, 1).reshape(k, n) * s
     np.testing.assert_allclose(np.asarray(packing.dequantize(pk)), want, rtol=1e-6)
     w = rng.normal(size=(k, n))

@@ -98,7 +98,10 @@ def test_fixed_lattices_share_the_path():
     s = np.asarray(qz.scales[...])
     Wn = np.asarray(W)
     ref = np.concatenate(
-        [np.clip(np.round(Wn[8 * b : 8 * b + 8] / s / step[b]), -4, 3) * step[b] * s for b in range(2)]
+        [
+            np.clip(np.round(Wn[8 * b : 8 * b + 8] / s / step[b]), -4, 3) * step[b] * s
+            for b in range(2)
+        ]
     )
     np.testing.assert_allclose(np.asarray(qz(W)), ref, rtol=1e-5, atol=1e-7)
     # e8 with the exact decoder: unclipped codes decode to E8 points of the scaled lattice.

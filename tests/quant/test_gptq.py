@@ -1,6 +1,5 @@
 """GPTQ (arXiv 2210.17323) against a float64 textbook reference and Babai's nearest plane."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

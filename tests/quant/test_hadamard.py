@@ -20,10 +20,12 @@ from latticejax.quant.hadamard import (
 def test_fwht_is_sylvester_hadamard(n):
     with enable_x64(True):
         x = np.random.default_rng(n).normal(size=(3, n))
-        np.testing.assert_allclose(np.asarray(fwht(jnp.asarray(x))), x @ scipy.linalg.hadamard(n).T,
-                                   atol=1e-12)
-        np.testing.assert_allclose(np.asarray(fwht(jnp.asarray(x.T), axis=0)),
-                                   scipy.linalg.hadamard(n) @ x.T, atol=1e-12)
+        np.testing.assert_allclose(
+            np.asarray(fwht(jnp.asarray(x))), x @ scipy.linalg.hadamard(n).T, atol=1e-12
+        )
+        np.testing.assert_allclose(
+            np.asarray(fwht(jnp.asarray(x.T), axis=0)), scipy.linalg.hadamard(n) @ x.T, atol=1e-12
+        )
 
 
 def test_randomized_hadamard_orthogonal_and_inverse_exact():
@@ -35,8 +37,9 @@ def test_randomized_hadamard_orthogonal_and_inverse_exact():
         np.testing.assert_allclose(R @ R.T, np.eye(n), atol=1e-12)
         x = jnp.asarray(np.random.default_rng(1).normal(size=(n, 5)))
         y = randomized_hadamard(x, s, axis=0)
-        np.testing.assert_allclose(np.asarray(inverse_randomized_hadamard(y, s, axis=0)),
-                                   np.asarray(x), atol=1e-12)
+        np.testing.assert_allclose(
+            np.asarray(inverse_randomized_hadamard(y, s, axis=0)), np.asarray(x), atol=1e-12
+        )
     # float32 inverse is exact to rounding.
     s32 = random_signs(jax.random.key(2), 64)
     x32 = jax.random.normal(jax.random.key(3), (4, 64))
@@ -57,8 +60,9 @@ def test_incoherence_preserves_layer_outputs_and_loss():
         np.testing.assert_allclose(np.asarray(Xr @ Wr), np.asarray(X @ W), atol=1e-10)
         E = jnp.asarray(rng.normal(size=(K, N)))
         Er = randomized_hadamard(E, s, axis=0)
-        np.testing.assert_allclose(float(jnp.trace(Er.T @ Hr @ Er)), float(jnp.trace(E.T @ H @ E)),
-                                   rtol=1e-10)
+        np.testing.assert_allclose(
+            float(jnp.trace(Er.T @ Hr @ Er)), float(jnp.trace(E.T @ H @ E)), rtol=1e-10
+        )
 
 
 def test_non_power_of_two_rejected():
