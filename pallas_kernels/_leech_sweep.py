@@ -15,6 +15,7 @@ from pallas_kernels import leech_nearest as ln
 
 
 def main(argv):
+    """Command-line entry (see the module docstring; kernels of arXiv 2510.20984 / 2512.14697)."""
     tokens = int(argv[0])
     x = jax.random.normal(jax.random.key(0), (tokens, 24), jnp.float32)
     for rows, codes, warps in (

@@ -19,6 +19,7 @@ def time_per_call(
     min_calls: int = 24,
 ) -> float:
     """Median seconds of one ``fn(*args)``; the first argument of every set must be floating.
+    (arXiv 2510.20984 / 2512.14697 kernels)
 
     ``fn`` runs ``ceil(min_calls / len(arg_sets))`` times over all ``arg_sets`` inside one jitted
     program, so host dispatch is amortized and, with enough sets, each call reads inputs that are

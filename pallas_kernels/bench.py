@@ -26,7 +26,10 @@ L2_BYTES = 50 * 2**20
 
 
 def copy_bandwidth(nbytes: int = 2**30) -> float:
-    """Device-to-device copy bandwidth in bytes/s (bytes read + bytes written)."""
+    """Device-to-device copy bandwidth in bytes/s (bytes read + bytes written).
+
+    See arXiv 2510.20984 / 2512.14697 kernels.
+    """
     a = jax.random.normal(jax.random.key(0), (nbytes // 4,), jnp.float32)
     f = jax.jit(lambda v: v * 1.5)
     jax.block_until_ready(f(a))
@@ -39,7 +42,10 @@ def copy_bandwidth(nbytes: int = 2**30) -> float:
 
 
 def weight_bytes(packed: packing.PackedLatticeWeight) -> int:
-    """HBM bytes of the packed weight (codes + generators + scales)."""
+    """HBM bytes of the packed weight (codes + generators + scales).
+
+    See arXiv 2510.20984 / 2512.14697 kernels.
+    """
     return sum(int(v.size) * v.dtype.itemsize for v in jax.tree_util.tree_leaves(packed))
 
 
@@ -48,7 +54,7 @@ def _copies(nbytes: int) -> int:
 
 
 def bench_matmul(k, n, bits, m, group_out, copy_bw, tune=True):
-    """One row of the table (dict)."""
+    """One row of the table (dict) (arXiv 2510.20984 / 2512.14697 kernels)."""
     pk0 = lm.random_glvq(jax.random.key(1), k, n, bits, group_out)
     r = _copies(weight_bytes(pk0))
     pks = [lm.random_glvq(jax.random.key(10 + i), k, n, bits, group_out) for i in range(r)]
@@ -86,6 +92,7 @@ def bench_matmul(k, n, bits, m, group_out, copy_bw, tune=True):
 
 
 def main(argv=None):
+    """Command-line entry (see the module docstring; kernels of arXiv 2510.20984 / 2512.14697)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--shapes", default="4096x4096,8192x8192,8192x28672")
     ap.add_argument("--batches", default="1,4,16,64")

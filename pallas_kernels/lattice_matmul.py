@@ -42,7 +42,7 @@ _ONE_BITS = 0x3F800000  # float32 1.0
 
 @dataclasses.dataclass(frozen=True)
 class BlockSizes:
-    """Tiling of ``lattice_matmul``.
+    """Tiling of ``lattice_matmul`` (arXiv 2510.20984).
 
     Attributes:
       mode: "fma" (batch <= 8), "dot" (tensor-core tile, tokens as its M side) or "dott"
@@ -67,6 +67,7 @@ class BlockSizes:
 
 def decode_field(words: jax.Array, bits: int, slot: int) -> jax.Array:
     """Field ``slot`` of uint32 ``words`` as float32 ``1 + u / 2^bits`` (exact), same shape.
+    (arXiv 2510.20984)
 
     The field (bits ``[slot*bits, (slot+1)*bits)``) is shifted to mantissa bits
     ``[23 - bits, 23)`` and or-ed with the bits of 1.0: a shift, an and, an or, no int->float.
@@ -218,6 +219,7 @@ def _valid(bs: BlockSizes, m: int, n: int, group_out: int, kw: int) -> bool:
 
 def default_block_sizes(m: int, k: int, n: int, bits: int, group_out: int) -> BlockSizes:
     """Tiling from the H100 sweeps in docs/kernel_notes.md (used when autotuning is off).
+    (arXiv 2510.20984)
 
     Many short programs win at decode batch sizes (the loop is latency-bound): split K until
     there are about 3500 programs or each program has a single step.
@@ -312,30 +314,41 @@ _TUNED: dict[tuple, BlockSizes] = {}
 
 
 def _candidates(m, k, n, bits, group_out):
+    """A small search space around the measured defaults (split-K, tile, warps, tile roles)."""
     base = default_block_sizes(m, k, n, bits, group_out)
     out = [base]
     kw = packing.num_words(k, bits)
-    for bn in (128, 256):
-        for bk in (16, 32, 64):
-            for split in (2, 4, 8, 16):
-                for nw in (4, 8):
-                    if base.mode == "fma":
-                        cand = BlockSizes("fma", bn, bk, 16, split, nw, 3)
-                    else:
-                        cand = BlockSizes("dott", bn, bk, base.block_m, split, nw, 3)
-                    if not _valid(cand, m, n, group_out, kw):
-                        continue
-                    programs = (n // bn) * split
-                    if programs < 264 or programs > 4096 or bk * split > kw:
-                        continue
-                    if bn * bk > 4096 or bn * bk * nw < 4096:
-                        continue
-                    out.append(cand)
+    if base.mode == "fma":
+        grid = [
+            BlockSizes("fma", bn, bk, 16, split, nw, 3)
+            for bn in (128, 256)
+            for bk in (16, 32)
+            for split in (4, 8, 16)
+            for nw in (4, 8)
+        ]
+    else:
+        bms = [b for b in (16, 32, 64) if b <= max(16, m)]
+        grid = [
+            BlockSizes(mode, 128, 32, bm, split, 4, 3)
+            for mode in ("dot", "dott")
+            for bm in bms
+            for split in (8, 16)
+        ]
+    for cand in grid:
+        programs = (n // cand.block_n) * cand.split_k
+        if not _valid(cand, m, n, group_out, kw) or cand.block_k * cand.split_k > kw:
+            continue
+        if programs < 132 or programs > 8192:
+            continue
+        out.append(cand)
     return list(dict.fromkeys(out))
 
 
 def random_glvq(key: jax.Array, k: int, n: int, bits: int, group_out: int, d: int = 8):
-    """A random GLVQ ``PackedLatticeWeight`` (K, N) (for tuning, tests and benchmarks)."""
+    """A random GLVQ ``PackedLatticeWeight`` (K, N) (for tuning, tests and benchmarks).
+
+    See arXiv 2510.20984.
+    """
     kz, kg, ks = jax.random.split(key, 3)
     half = 1 << (bits - 1)
     z = jax.random.randint(kz, (k, n), -half, half, jnp.int32)
@@ -356,6 +369,7 @@ def random_glvq(key: jax.Array, k: int, n: int, bits: int, group_out: int, d: in
 
 def autotune(m: int, k: int, n: int, bits: int, group_out: int, dtype, *, max_candidates=24):
     """Times candidate ``BlockSizes`` on random inputs of this shape; returns and caches the best.
+    (arXiv 2510.20984)
 
     Runs eagerly on synthetic data of the same static shape, so it also works while
     ``lattice_matmul`` is being traced under ``jax.jit``.
@@ -393,6 +407,7 @@ def lattice_matmul_reference(
     interpret: bool | None = None,
 ) -> jax.Array:
     """Pure-JAX ``x @ dequantize(packed)`` in float32 (same signature as ``lattice_matmul``).
+    (arXiv 2510.20984)
 
     Args:
       x: (..., K) float32 or bfloat16 activations.
@@ -430,7 +445,9 @@ def lattice_matmul(
       packed: ``PackedLatticeWeight`` of shape (K, N) (``pallas_kernels.packing``).
       expect_shape: if given, the (K, N) the caller expects; a mismatch raises ValueError.
       expect_bits: if given, the bit width the caller expects; a mismatch raises ValueError.
-      block_sizes: tiling; None autotunes on GPU (cached per shape) or uses the heuristic.
+      block_sizes: tiling; None takes the measured table (``default_block_sizes``), or, with
+        the environment variable PALLAS_KERNELS_AUTOTUNE=1 on GPU, a timed search cached per
+        shape (``autotune``: ~1 minute on the first call of each shape).
       interpret: True runs the Pallas kernel in the interpreter (CPU tests); None picks the
         kernel on CUDA devices and ``lattice_matmul_reference`` elsewhere.
     Returns:
@@ -449,9 +466,9 @@ def lattice_matmul(
         go = packed.group_out
         if go % 16:  # no column tile fits inside one generator group: use the reference
             return lattice_matmul_reference(x, packed)
-        if interpret or os.environ.get("PALLAS_KERNELS_AUTOTUNE", "1") == "0":
-            block_sizes = default_block_sizes(m, k, n, packed.bits, go)
-        else:
+        if not interpret and os.environ.get("PALLAS_KERNELS_AUTOTUNE", "0") == "1":
             block_sizes = autotune(m, k, n, packed.bits, go, x.dtype)
+        else:
+            block_sizes = default_block_sizes(m, k, n, packed.bits, go)
     y = _glvq_call(x2, packed, block_sizes, bool(interpret))
     return y.reshape(*lead, n).astype(x.dtype)

@@ -44,6 +44,7 @@ _G_POLY = (1, 0, 1, 0, 1, 1, 1, 0, 0, 0, 1, 1)  # x^0..x^11 of the [23, 12, 7] Q
 @functools.lru_cache(maxsize=1)
 def golay_codewords() -> np.ndarray:
     """(4096, 24) uint8 extended Golay codewords; row k encodes the 12 message bits of k.
+    (arXiv 2512.14697)
 
     The cyclic [23,12,7] code of g(x) = x^11+x^10+x^6+x^5+x^4+x^2+1, extended by parity and brought
     to systematic form [I_12 | A] (the convention of ``latticejax.lattices.golay``).
@@ -64,7 +65,10 @@ def golay_codewords() -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def octad_positions() -> np.ndarray:
-    """(759, 8) int32 increasing positions of each octad, octads in increasing codeword index."""
+    """(759, 8) int32 increasing positions of each octad, octads in increasing codeword index.
+
+    See arXiv 2512.14697.
+    """
     c = golay_codewords()
     return np.stack([np.nonzero(o)[0] for o in c[c.sum(axis=1) == 8]]).astype(np.int32)
 
@@ -103,7 +107,10 @@ def _finish(x, s2, o_best, s3, c_best):
 
 
 def shell_codeword(index: jax.Array) -> jax.Array:
-    """Unit Λ24 shell codeword of each index: (...) int -> (..., 24) float32 (convention above)."""
+    """Unit Λ24 shell codeword of each index: (...) int -> (..., 24) float32 (convention above).
+
+    See arXiv 2512.14697.
+    """
     i = jnp.clip(jnp.asarray(index, jnp.int32), 0, SHELL_SIZE - 1)
     lanes = jnp.arange(24, dtype=jnp.int32)
     starts = jnp.asarray([a * (47 - a) // 2 for a in range(23)], jnp.int32)
@@ -149,7 +156,10 @@ def _shape_scores_reference(x):
 
 @dataclasses.dataclass(frozen=True)
 class BlockSizes:
-    """Tiling of ``leech_nearest``: rows per program, codewords / octads per step, warps."""
+    """Tiling of ``leech_nearest``: rows per program, codewords / octads per step, warps.
+
+    See arXiv 2512.14697.
+    """
 
     block_rows: int = 64
     block_codes: int = 64
@@ -174,6 +184,7 @@ def leech_nearest_reference(
     chunk: int = 256,
 ) -> tuple[jax.Array, jax.Array]:
     """Pure-JAX exact Λ24-SQ nearest codeword (same signature as ``leech_nearest``).
+    (arXiv 2512.14697)
 
     Args:
       x: (N, 24·k) float32/bfloat16/float16; each 24-block is quantized independently.
@@ -314,7 +325,10 @@ def leech_nearest(
 
 
 def bench(tokens: int) -> dict:
-    """Kernel vs XLA fp32 brute force (chunked argmax over x @ codebook^T), same run."""
+    """Kernel vs XLA fp32 brute force (chunked argmax over x @ codebook^T), same run.
+
+    See arXiv 2512.14697.
+    """
     from pallas_kernels import _timing
 
     x = jax.random.normal(jax.random.key(0), (tokens, 24), jnp.float32)

@@ -48,19 +48,26 @@ E8P_BLOCK = 8
 # Bit layout: small pure functions shared by the kernels and the references.
 # ----------------------------------------------------------------------------------------------
 def codes_per_word(bits: int) -> int:
-    """Codes held by one uint32 word: 16, 10, 8 for 2, 3, 4 bits; 2 for E8P's 16-bit indices."""
+    """Codes held by one uint32 word: 16, 10, 8 for 2, 3, 4 bits; 2 for E8P's 16-bit indices.
+
+    See arXiv 2510.20984.
+    """
     if bits not in (2, 3, 4, 16):
         raise ValueError(f"bits must be one of (2, 3, 4) (or 16 for E8P), got {bits!r}.")
     return 32 // bits
 
 
 def num_words(k: int, bits: int) -> int:
-    """Number of word rows ``Kw = ceil(k / codes_per_word(bits))`` for ``k`` codes per column."""
+    """Number of word rows ``Kw = ceil(k / codes_per_word(bits))`` for ``k`` codes per column.
+
+    See arXiv 2510.20984.
+    """
     return -(-k // codes_per_word(bits))
 
 
 def unpack_slot(words: jax.Array, bits: int, slot: int) -> jax.Array:
     """Offset-binary field ``slot`` of every word: ``(words >> slot*bits) & (2^bits - 1)``.
+    (arXiv 2510.20984)
 
     Args:
       words: uint32 array of any shape.
@@ -75,6 +82,7 @@ def unpack_slot(words: jax.Array, bits: int, slot: int) -> jax.Array:
 
 def pack_codes(z: jax.Array, bits: int) -> jax.Array:
     """Packs signed integer coordinates into uint32 words (planar layout, module docstring).
+    (arXiv 2510.20984)
 
     Args:
       z: (K, N) integer array with values in ``[-2^(bits-1), 2^(bits-1) - 1]``.
@@ -98,7 +106,10 @@ def pack_codes(z: jax.Array, bits: int) -> jax.Array:
 
 
 def unpack_codes(words: jax.Array, bits: int, k: int) -> jax.Array:
-    """Inverse of ``pack_codes``: (Kw, N) uint32 -> (k, N) int32 signed coordinates."""
+    """Inverse of ``pack_codes``: (Kw, N) uint32 -> (k, N) int32 signed coordinates.
+
+    See arXiv 2510.20984.
+    """
     if bits not in GLVQ_BITS:
         raise ValueError(f"bits must be one of {GLVQ_BITS}, got {bits!r}.")
     kw = words.shape[0]
@@ -112,7 +123,10 @@ def unpack_codes(words: jax.Array, bits: int, k: int) -> jax.Array:
 
 
 def pack_indices16(idx: jax.Array) -> jax.Array:
-    """Packs (B, N) 16-bit E8P indices two per uint32 word (planar): (ceil(B/2), N) uint32."""
+    """Packs (B, N) 16-bit E8P indices two per uint32 word (planar): (ceil(B/2), N) uint32.
+
+    See arXiv 2402.04396.
+    """
     idx = jnp.asarray(idx).astype(jnp.uint32)
     b, n = idx.shape
     kw = -(-b // 2)
@@ -121,7 +135,10 @@ def pack_indices16(idx: jax.Array) -> jax.Array:
 
 
 def unpack_indices16(words: jax.Array, num_blocks: int) -> jax.Array:
-    """Inverse of ``pack_indices16``: (Kw, N) uint32 -> (num_blocks, N) int32 in [0, 65536)."""
+    """Inverse of ``pack_indices16``: (Kw, N) uint32 -> (num_blocks, N) int32 in [0, 65536).
+
+    See arXiv 2402.04396.
+    """
     planes = [unpack_slot(words, 16, p) for p in range(2)]
     return jnp.concatenate(planes, axis=0)[:num_blocks]
 
@@ -132,6 +149,7 @@ def unpack_indices16(words: jax.Array, num_blocks: int) -> jax.Array:
 @functools.lru_cache(maxsize=1)
 def e8p_abs_table() -> np.ndarray:
     """(256, 8) float32 table of the nonnegative E8P source vectors (entries in {1/2, 3/2, 5/2}).
+    (arXiv 2402.04396)
 
     As in QuIP#: all 227 vectors of ``(Z_{>=0} + 1/2)^8`` with squared norm <= 10, plus 29 of
     squared norm 12. QuIP# fixes its own 29 and its own order; here the order is squared norm, then
@@ -151,6 +169,7 @@ def e8p_abs_table() -> np.ndarray:
 @jax.jit
 def e8p_decode(idx: jax.Array) -> jax.Array:
     """E8P index -> codeword, arithmetically except for the 256-row absolute-value table.
+    (arXiv 2402.04396)
 
     Bits 0-7 of ``idx`` select the absolute vector ``a`` (``e8p_abs_table``); bits 8-14 are the
     signs of coordinates 0-6 (1 = negative); coordinate 7's sign makes ``sum(s * a)`` even (so
@@ -245,6 +264,7 @@ def e8p_encode(v: jax.Array, *, chunk: int = 16384) -> jax.Array:
 @dataclasses.dataclass(frozen=True)
 class PackedLatticeWeight:
     """A lattice-coded (K, N) weight; see the module docstring for the exact layout.
+    (arXiv 2510.20984)
 
     Attributes:
       codes: (Kw, N) uint32 packed code words.
@@ -276,7 +296,10 @@ class PackedLatticeWeight:
 
 
 def validate(packed: PackedLatticeWeight) -> None:
-    """Raises ValueError/TypeError unless every array of ``packed`` matches its static fields."""
+    """Raises ValueError/TypeError unless every array of ``packed`` matches its static fields.
+
+    See arXiv 2510.20984.
+    """
     if not isinstance(packed, PackedLatticeWeight):
         raise TypeError(f"packed must be a PackedLatticeWeight, got {type(packed).__name__}.")
     if packed.version != FORMAT_VERSION:
@@ -390,6 +413,7 @@ def pack_e8p(idx: jax.Array, scales: jax.Array) -> PackedLatticeWeight:
 
 def quantize_e8p(w: jax.Array) -> PackedLatticeWeight:
     """Round-to-nearest E8P of a (K, N) weight with per-column RMS scales (a simple exporter).
+    (arXiv 2402.04396)
 
     Scales map each column to unit RMS times 1.2 (the E8P codebook's RMS is about 1.2, QuIP#
     sec. 4) before the exact per-block nearest codeword; no incoherence processing is applied.
@@ -406,12 +430,15 @@ def quantize_e8p(w: jax.Array) -> PackedLatticeWeight:
 
 
 def decode_glvq_block(z: jax.Array, generators: jax.Array) -> jax.Array:
-    """Lattice points ``z @ G`` per group: z (..., d), G (..., d, d) broadcastable -> (..., d)."""
+    """Lattice points ``z @ G`` per group: z (..., d), G (..., d, d) broadcastable -> (..., d).
+
+    See arXiv 2510.20984.
+    """
     return jnp.einsum("...i,...ij->...j", z.astype(jnp.float32), generators)
 
 
 def dequantize(packed: PackedLatticeWeight) -> jax.Array:
-    """Pure-JAX reference decode of a packed weight.
+    """Pure-JAX reference decode of a packed weight (arXiv 2510.20984).
 
     Args:
       packed: a validated ``PackedLatticeWeight``.

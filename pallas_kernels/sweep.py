@@ -18,6 +18,7 @@ from pallas_kernels import lattice_matmul as lm
 
 
 def main(argv):
+    """Command-line entry (see the module docstring; kernels of arXiv 2510.20984 / 2512.14697)."""
     once = "--once" in argv
     argv = [a for a in argv if not a.startswith("--")]
     k, n, bits, m = (int(v) for v in argv[:4])
