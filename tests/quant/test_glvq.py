@@ -45,7 +45,7 @@ def test_layout_roundtrip_and_codes_match_numpy():
     np.testing.assert_allclose(W_hat[8:16, 5], z[8:16, 5] @ Gn[1, 1], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+@pytest.mark.parametrize("bits", [1, 3, 8])
 def test_codes_in_range_and_gradients_finite(bits):
     W = _w(bits, K=16, N=8)
     q = GLVQ(W, bits, group_out=4, init="cholesky")
