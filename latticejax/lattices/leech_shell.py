@@ -43,11 +43,14 @@ from latticejax.lattices.leech import (
     NUM_SHAPE_2,
     NUM_SHAPE_3,
     NUM_SHAPE_4,
-    codeword_block_index,
+    _word_tables,
     default_chunk_size,
     even_words8,
     octad_positions,
     trio_permutation,
+    turyn_codewords,
+    turyn_word_index,
+    xor_reduce,
 )
 
 LEECH_SHELL_SIZE = 196560
@@ -68,6 +71,12 @@ def _octad_of_codeword() -> np.ndarray:
     table = -np.ones(4096, dtype=np.int32)
     table[golay.codeword_index(golay.octads())] = np.arange(759, dtype=np.int32)
     return table
+
+
+@functools.lru_cache(maxsize=1)
+def _golay_index_of_turyn() -> np.ndarray:
+    """(4096,) int32: ``golay`` index of the Turyn codeword (16·x + a)·16 + b."""
+    return golay.codeword_index(turyn_codewords()).astype(np.int32)
 
 
 def _pair_index(a: jax.Array, b: jax.Array, n: int) -> jax.Array:
@@ -142,18 +151,38 @@ def _leech_chunk(x: jax.Array) -> jax.Array:
     xo = jnp.take_along_axis(x, pos[o_best], axis=-1)  # (k, 8)
     l2 = 128 * o_best + _even_sign_pattern(xo)
 
-    # Golay shape: per trio block k and even word w, T_k(w) = sum s_i x_i, M_k(w) = min s_i x_i.
-    words = jnp.asarray(even_words8()) > 0  # (128, 8)
-    xb = xt[jnp.asarray(trio_permutation())].reshape(3, 1, 8, k)
-    sx = jnp.where(words[None, :, :, None], -xb, xb)  # (3, 128, 8, k)
-    tb, mb = sx.sum(axis=2), sx.min(axis=2)  # (3, 128, k)
-    idx = jnp.asarray(codeword_block_index())
-    t = [jnp.take(tb[b], idx[b], axis=0) for b in range(3)]  # (4096, k)
-    m = [jnp.take(mb[b], idx[b], axis=0) for b in range(3)]
-    total = t[0] + t[1] + t[2]
-    s3_all = total - 4.0 * jnp.minimum(jnp.minimum(m[0], m[1]), m[2])
-    c_best = _first_argmax0(s3_all)
+    # Golay shape: per trio block k and even word w, T_k(w) = sum s_i x_i, M_k(w) = min s_i x_i,
+    # so score(c) = T1 + T2 + T3 - 4 min(M1, M2, M3) = max over the block k of the minimum of
+    # (T1 + T2 + T3 - 4 M_k). With U_k = T_k - 4 M_k that is three max-plus problems over the
+    # Turyn form (x, a, b) of the codeword (``leech.turyn_basis``), each max_b done before
+    # adding the block-1 term; static index patterns only.
+    xb = xt[jnp.asarray(trio_permutation())].reshape(3, 8, k)
+    sx = jnp.stack([xb, -xb], axis=1)  # (3, 2 bit, 8, k): s_i x_i for c_i = 0 / 1
+    tb = _word_tables(sx, jnp.add)  # (3, 128, k)
+    ub = tb - 4.0 * _word_tables(sx, jnp.minimum)
+    i1, i2, i3 = turyn_word_index()
+    choose = [(ub, tb, tb), (tb, ub, tb), (tb, tb, ub)]
+    s3_all = jnp.stack(
+        [
+            v1[0][i1] + xor_reduce(v2[1][i2], v3[2][i3], jnp.maximum, jnp.max)
+            for v1, v2, v3 in choose
+        ]
+    )  # (3 block of the 3, 16 x, 16 a, k)
+    s3_all = s3_all.reshape(3 * 256, k)
+    best = _first_argmax0(s3_all)
     s3 = jnp.max(s3_all, axis=0)
+    x_i, a_i = (best // 16) % 16, best % 16
+    # The winner's b: the same sums again for this (block, x, a) only.
+    blk = best // 256
+    v2 = jnp.where(blk == 1, 1, 0)[:, None]  # which table (T or U) serves blocks 2 and 3
+    v3 = jnp.where(blk == 2, 1, 0)[:, None]
+    stacked = jnp.stack([tb, ub])  # (2 table, 3 block, 128, k)
+    flat = stacked.reshape(2 * 3 * 128, k)
+    r2 = (v2 * 3 + 1) * 128 + jnp.asarray(i2)[x_i]  # (k, 16 b)
+    r3 = (v3 * 3 + 2) * 128 + jnp.asarray(i3)[x_i[:, None], a_i[:, None] ^ np.arange(16)]
+    part = jnp.take_along_axis(flat, r2.T, axis=0) + jnp.take_along_axis(flat, r3.T, axis=0)
+    b_i = _first_argmax0(part)  # (k,)
+    c_best = jnp.asarray(_golay_index_of_turyn())[(x_i * 16 + a_i) * 16 + b_i]
     c = jnp.asarray(golay.codewords())[c_best] > 0  # (k, 24)
     j = jnp.argmin(jnp.where(c, -x, x), axis=-1).astype(jnp.int32)  # lowest position on ties
     l3 = 24 * c_best + j

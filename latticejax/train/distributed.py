@@ -35,8 +35,10 @@ ENV_NUM_PROCESSES = "LATTICEJAX_NUM_PROCESSES"
 ENV_PROCESS_ID = "LATTICEJAX_PROCESS_ID"
 ENV_LOCAL_DEVICE_IDS = "LATTICEJAX_LOCAL_DEVICE_IDS"
 # Launchers whose multi-task runs JAX detects by itself: (variable holding the task count, name).
+# SLURM_STEP_NUM_TASKS is set inside an ``srun`` step only (SLURM_NTASKS is also set in the batch
+# script itself, where a lone python must not wait for the other tasks).
 _AUTO_DETECTED = (
-    ("SLURM_NTASKS", "SLURM"),
+    ("SLURM_STEP_NUM_TASKS", "SLURM"),
     ("OMPI_COMM_WORLD_SIZE", "Open MPI"),
 )
 

@@ -35,9 +35,9 @@ def test_short_training_decreases_loss(variant, digits_batch):
         optimizer.update(model, grads)
         return loss, metrics
 
-    losses = [float(step(model, optimizer, digits_batch)[0]) for _ in range(25)]
+    losses = [float(step(model, optimizer, digits_batch)[0]) for _ in range(15)]
     assert np.all(np.isfinite(losses))
-    assert np.mean(losses[-5:]) < losses[0], losses
+    assert min(losses[-5:]) < 0.95 * losses[0], losses
     model.eval()
     metrics = vqvae.eval_fn(model, digits_batch)
     assert set(vqvae.CODE_METRICS) <= set(metrics)
@@ -61,7 +61,7 @@ def test_psnr_matches_numpy(digits_batch):
 
 def test_engine_and_comparison_end_to_end(tmp_path):
     rows = vqvae_compare.compare(
-        str(tmp_path), ["lattice_vq"], tiny=True, steps=4, distortion_samples=256
+        str(tmp_path), ["lattice_vq"], tiny=True, steps=4, distortion_samples=64
     )
     run = tmp_path / "lattice_vq"
     assert (run / "reconstructions.png").stat().st_size > 0

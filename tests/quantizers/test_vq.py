@@ -7,6 +7,9 @@ from flax import nnx
 
 from latticejax.quantizers.vq import VQ, kmeans_plus_plus
 
+# One compiled call instead of op-by-op dispatch (the layer updates its state inside).
+_train_call = nnx.jit(lambda q, x: q(x))
+
 
 def test_encode_is_brute_force_nearest():
     q = VQ(5, 37, rngs=nnx.Rngs(0))
@@ -15,7 +18,7 @@ def test_encode_is_brute_force_nearest():
     ref = np.argmin(((x[:, None] - cb[None]) ** 2).sum(-1), axis=1)
     np.testing.assert_array_equal(q.encode(jnp.asarray(x, jnp.float32)), ref)
     np.testing.assert_array_equal(q.decode(jnp.asarray(ref)), cb.astype(np.float32)[ref])
-    out = q(jnp.asarray(x, jnp.float32), deterministic=True)
+    out = nnx.jit(lambda q, x: q(x, deterministic=True))(q, jnp.asarray(x, jnp.float32))
     np.testing.assert_array_equal(out.indices, ref)
     commit = np.mean((x - cb[ref]) ** 2)
     np.testing.assert_allclose(float(out.aux_loss), 0.25 * commit, rtol=1e-5)
@@ -36,7 +39,7 @@ def test_first_batch_seeds_then_ema_step_matches_reference():
     q = VQ(2, 4, decay=0.9, dead_threshold=0.0, rngs=nnx.Rngs(0))
     rng = np.random.default_rng(2)
     x1 = jnp.asarray(rng.normal(size=(32, 2)), jnp.float32)
-    out = q(x1)
+    out = _train_call(q, x1)
     assert bool(q.initialized[...])
     # After the seeding call: counts = 0.9 * 1 + 0.1 n, sums = 0.9 c + 0.1 sum(x).
     x2 = np.asarray(rng.normal(size=(32, 2)), np.float64)
@@ -50,7 +53,7 @@ def test_first_batch_seeds_then_ema_step_matches_reference():
     sm = 0.9 * sm + 0.1 * s
     tot = cnt.sum()
     ref = sm / ((cnt + 1e-5) / (tot + 4e-5) * tot)[:, None]
-    out = q(jnp.asarray(x2, jnp.float32))
+    out = _train_call(q, jnp.asarray(x2, jnp.float32))
     np.testing.assert_array_equal(out.indices, idx)
     np.testing.assert_allclose(q.codebook[...], ref, rtol=1e-4, atol=1e-5)
 
@@ -58,10 +61,10 @@ def test_first_batch_seeds_then_ema_step_matches_reference():
 def test_dead_codes_restart_at_batch_vectors():
     q = VQ(3, 8, rngs=nnx.Rngs(0))
     x = jnp.asarray(np.random.default_rng(3).normal(size=(64, 3)), jnp.float32)
-    q(x)
+    _train_call(q, x)
     q.codebook[...] = q.codebook[...].at[0].set(1e3)
     q.ema_count[...] = q.ema_count[...].at[0].set(0.1)
-    q(x)
+    _train_call(q, x)
     c0 = np.asarray(q.codebook[...][0])
     assert np.min(np.abs(np.asarray(x) - c0).sum(-1)) < 1e-6
     assert float(q.ema_count[...][0]) == 1.0

@@ -12,7 +12,7 @@ from jax.sharding import PartitionSpec as P
 from latticejax.data import ArrayIterator, load_dataset
 from latticejax.train import checkpoint, distributed, trainer, writers
 from latticejax.train import mesh as mesh_lib
-from tests.train.helpers import flat_numpy, tiny_config
+from tests.train.helpers import flat_numpy
 
 FSDP_MIN_SIZE = 64  # shard even the tiny classifier's arrays
 
@@ -35,9 +35,12 @@ def test_resolve_settings_from_arguments_environment_and_cluster():
     got = distributed.resolve_settings("h:9", 2, 0, env=env)
     assert got == {"coordinator_address": "h:9", "num_processes": 2, "process_id": 0}
     # A multi-task SLURM / Open MPI launch: JAX auto-detects; a single task: no distributed run.
-    assert distributed.resolve_settings(env={"SLURM_NTASKS": "8", "SLURM_PROCID": "2"}) == {}
+    slurm_step = {"SLURM_NTASKS": "8", "SLURM_STEP_NUM_TASKS": "8", "SLURM_PROCID": "2"}
+    assert distributed.resolve_settings(env=slurm_step) == {}
     assert distributed.resolve_settings(env={"OMPI_COMM_WORLD_SIZE": "2"}) == {}
-    assert distributed.resolve_settings(env={"SLURM_NTASKS": "1"}) is None
+    # The batch script of an 8-task job, outside srun: a single process.
+    assert distributed.resolve_settings(env={"SLURM_NTASKS": "8"}) is None
+    assert distributed.resolve_settings(env={"SLURM_STEP_NUM_TASKS": "1"}) is None
     assert distributed.resolve_settings(env={}) is None
 
 
@@ -59,7 +62,7 @@ def test_resolve_settings_errors_name_the_problem():
 def test_single_process_initialize_is_a_no_op(monkeypatch):
     for var in ("LATTICEJAX_COORDINATOR", "LATTICEJAX_NUM_PROCESSES", "LATTICEJAX_PROCESS_ID"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")
     monkeypatch.delenv("OMPI_COMM_WORLD_SIZE", raising=False)
     assert distributed.initialize() == (0, 1)
     assert not jax.distributed.is_initialized() and distributed.is_main_process()
@@ -90,7 +93,17 @@ def test_iterator_slices_are_disjoint_and_cover_the_global_batch(process_count):
     np.testing.assert_array_equal(next(resumed)["idx"], next(parts[1])["idx"])
 
 
-# ---- FSDP: parameters AND optimizer state sharded, the step unchanged.
+# ---- FSDP: parameters AND optimizer state sharded, the step unchanged. The model is the
+# Lattice-RNN LM (experiments/char_lm.py, unchanged); test_mesh.py runs the classifier on 8 x 1,
+# 4 x 2 and 1 x 8.
+
+
+def _lm_config():
+    from configs import char_lm
+
+    config = char_lm.get_config("tiny,pystdlib")
+    config.model.num_layers, config.data.seq_len = 1, 33
+    return config
 
 
 def _one_step(config, mesh, batch):
@@ -106,25 +119,27 @@ def _one_step(config, mesh, batch):
 
 @pytest.fixture(scope="module")
 def single_device_step():
-    config = tiny_config()
-    batch = next(ArrayIterator(load_dataset("digits").train, config.data.batch_size, seed=3))
+    config = _lm_config()
+    data = load_dataset("pystdlib_text", seq_len=config.data.seq_len)
+    batch = next(ArrayIterator(data.train, config.data.batch_size, seed=3))
     mesh = mesh_lib.make_mesh({"data": 1, "fsdp": 1}, jax.devices()[:1])
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(mesh_lib, "FSDP_MIN_SIZE", FSDP_MIN_SIZE)
         return config, batch, _one_step(config, mesh, batch)
 
 
-@pytest.mark.parametrize("data,fsdp", [(4, 2), (2, 4)])
-def test_fsdp_shards_params_and_optimizer_state(single_device_step, data, fsdp, monkeypatch):
+def test_fsdp_shards_params_and_optimizer_state(single_device_step, monkeypatch):
     assert jax.device_count() == 8, "run with XLA_FLAGS=--xla_force_host_platform_device_count=8"
     monkeypatch.setattr(mesh_lib, "FSDP_MIN_SIZE", FSDP_MIN_SIZE)
     config, batch, (ref_init, ref_state, ref_loss) = single_device_step
+    data, fsdp = 2, 4
     mesh = mesh_lib.make_mesh({"data": data, "fsdp": fsdp})
     init, state, loss = _one_step(config, mesh, batch)
 
-    # Same initial values (sharded init) and the same step, to float tolerance.
+    # Same initial values (sharded init; derived ones such as normalised rows may differ in the
+    # last bit) and the same step, to float tolerance.
     for k in ref_init:
-        np.testing.assert_array_equal(init[k], ref_init[k], err_msg=k)
+        np.testing.assert_allclose(init[k], ref_init[k], rtol=1e-6, atol=1e-7, err_msg=k)
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
     ref, got = flat_numpy(ref_state), flat_numpy(state)
     for k in ref:
@@ -141,13 +156,11 @@ def test_fsdp_shards_params_and_optimizer_state(single_device_step, data, fsdp, 
                 sizes = {s.data.shape[dim] for s in x.addressable_shards}
                 assert sizes == {x.shape[dim] // fsdp}, (part, name)
                 sharded[part].append(name)
-    assert "hidden/kernel/value" in sharded["model"]
+    assert len(sharded["model"]) >= 2, sharded
     # adamw keeps mu and nu per parameter, both sharded like the parameter.
     for name in sharded["model"]:
-        assert {f"opt_state/0/mu/{name}", f"opt_state/0/nu/{name}"} <= set(sharded["opt"]), (
-            name,
-            sharded["opt"],
-        )
+        for moment in ("mu", "nu"):
+            assert any(o.endswith(f"{moment}/{name}") for o in sharded["opt"]), (moment, name)
 
 
 def test_digest_is_independent_of_sharding(single_device_step, monkeypatch):
@@ -158,7 +171,8 @@ def test_digest_is_independent_of_sharding(single_device_step, monkeypatch):
     resharded = jax.device_put(flat, mesh_lib.state_shardings(flat, mesh))
     assert any(x.sharding.spec != P() for x in resharded.values())
     assert checkpoint.digest(resharded) == checkpoint.digest(flat)
-    changed = dict(flat, **{"model/hidden/kernel/value": flat["model/hidden/kernel/value"] + 1e-7})
+    name = next(k for k, x in flat.items() if x.dtype == np.float32)
+    changed = dict(flat, **{name: flat[name] + 1e-7 * (1 + np.abs(flat[name]))})
     assert checkpoint.digest(changed) != checkpoint.digest(flat)
 
 
