@@ -58,6 +58,7 @@ def cases() -> dict[str, tuple[Fn, Fn, int]]:
 # Leech lattice Λ24 and its spherical code (leech.py, leech_shell.py; arXiv:2512.14697).
 #   python -m benchmarks.bench_lattices --only=Leech                 # Λ24 decoder vs shell brute
 #   python -m benchmarks.bench_lattices --only=none --leech_shell=16384,1000000
+#   (add --leech_shell_chunk=8192 to time another chunk; results: docs/bench_lattices.md)
 # ----------------------------------------------------------------------------------------------
 
 _LEECH_CHUNK = flags.DEFINE_integer(
@@ -67,6 +68,9 @@ _LEECH_SHELL = flags.DEFINE_list(
     "leech_shell",
     ["16384", "1000000"],
     "Token counts for the spherical Λ24 benchmark (empty list: skip).",
+)
+_LEECH_SHELL_CHUNK = flags.DEFINE_integer(
+    "leech_shell_chunk", 0, "Rows per chunk of the exact Λ24 shell search (0: its default)."
 )
 _BRUTE_CHUNK = flags.DEFINE_integer(
     "brute_chunk", 4096, "Rows per chunk of the Λ24 brute-force baselines (scores: chunk x 196560)."
@@ -113,7 +117,8 @@ def leech_shell_report(sizes: list[str], runs: int) -> None:
         scores = jnp.dot(xc.astype(jnp.bfloat16), book_bf16.T, preferred_element_type=jnp.float32)
         return jnp.argmax(scores, axis=-1).astype(jnp.int32)
 
-    exact = jax.jit(lambda x: leech_shell_nearest(x)[0])
+    chunk = _LEECH_SHELL_CHUNK.value or None
+    exact = jax.jit(lambda x: leech_shell_nearest(x, chunk_size=chunk)[0])
     fp32 = jax.jit(lambda x: _map_chunks(brute_fp32, x, _BRUTE_CHUNK.value))
     bf16 = jax.jit(lambda x: _map_chunks(brute_bf16, x, _BRUTE_CHUNK.value))
     for size in sizes:

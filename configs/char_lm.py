@@ -29,19 +29,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     config.data.name = "pystdlib_text" if "pystdlib" in tokens else "shakespeare"
     # Training windows hold seq_len characters: seq_len - 1 predictions each.
-    config.data.seq_len = 65 if tiny else 257
-    config.data.batch_size = 8 if tiny else 32
+    config.data.seq_len = 65 if tiny else 129
+    config.data.batch_size = 8 if tiny else 16
     config.data.eval_batch_size = 32
 
     config.model = ml_collections.ConfigDict()
     # Token mixer by name (latticejax.rnn.MIXERS) or 'package.module:Class'.
     config.model.mixer = "lattice"
-    config.model.d_model = 32 if tiny else 128
-    config.model.num_layers = 2 if tiny else 4
+    config.model.d_model = 32 if tiny else 64
+    config.model.num_layers = 2
     config.model.num_heads = 2 if tiny else 4
-    config.model.mlp_ratio = 2 if tiny else 4
+    config.model.mlp_ratio = 2
     config.model.mode = "chunked"
-    config.model.chunk_size = 16 if tiny else 64
+    config.model.chunk_size = 16 if tiny else 32
     # Lattice only: slots per head, ablation switches.
     config.model.num_slots = 8 if tiny else 32
     config.model.normalize = True
@@ -53,8 +53,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     config.eval = ml_collections.ConfigDict()
     # Perplexity at these context lengths after training (summary.json, char_lm_row.json).
-    config.eval.context_lengths = (64, 128) if tiny else (256, 512, 1024, 2048, 4096)
-    config.eval.max_tokens = 512 if tiny else 65536
+    config.eval.context_lengths = (64, 128) if tiny else (128, 256, 512, 1024, 2048)
+    config.eval.max_tokens = 512 if tiny else 16384
     config.eval.batch_size = 4
 
     config.optimizer.name = "adamw"
@@ -64,7 +64,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer.warmup_steps = 2 if tiny else 50
     config.optimizer.grad_clip_norm = 1.0
 
-    config.train.steps = 4 if tiny else 2000
+    config.train.steps = 4 if tiny else 300
     config.train.log_every = 2 if tiny else 100
     config.train.eval_every = 0
     config.train.checkpoint_every = 0

@@ -28,13 +28,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # The examples are synthetic (experiments/mqar.py); the engine's dataset only paces the loop,
     # its batch_size is the number of MQAR sequences per step.
     config.data.name = "digits"
-    config.data.batch_size = 32 if tiny else 64
+    config.data.batch_size = 32
     config.data.eval_batch_size = 256
 
     config.task = ml_collections.ConfigDict()
     # Vocabulary: keys from [1, vocab/2), values from [vocab/2, vocab).
     config.task.vocab_size = 32 if tiny else 64
-    config.task.seq_len = 32 if tiny else 128
+    config.task.seq_len = 32 if tiny else 64
     config.task.num_kv = 2 if tiny else 8
     # Query-gap power law exponent (Zoology's alpha); 1 = uniform slots.
     config.task.power_a = 0.01
@@ -48,7 +48,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.mlp_ratio = 2
     # 'chunked' or 'exact' (token scan) for the recurrent mixers.
     config.model.mode = "chunked"
-    config.model.chunk_size = 16 if tiny else 32
+    config.model.chunk_size = 16
     # Lattice only: slots per head (matched state with DeltaNet when = d_model / num_heads).
     config.model.num_slots = 16 if tiny else 32
     config.model.normalize = True
@@ -64,7 +64,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer.warmup_steps = 10 if tiny else 50
     config.optimizer.grad_clip_norm = 1.0
 
-    config.train.steps = 150 if tiny else 1000
+    config.train.steps = 150 if tiny else 300
     config.train.log_every = 50 if tiny else 100
     config.train.eval_every = 0
     config.train.checkpoint_every = 0

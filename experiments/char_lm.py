@@ -130,13 +130,13 @@ SWEEPS = {
     # (mixer, num_slots) runs, steps
     "cpu": (
         (
-            ("lattice", 8),
-            ("lattice", 32),
+            ("lattice", 4),
+            ("lattice", 16),
             ("lattice", 64),
             ("gated_deltanet", None),
             ("attention", None),
         ),
-        400,
+        300,
     ),
     "smoke": ((("lattice", 8), ("attention", None)), 2),
 }

@@ -193,7 +193,7 @@ def summarize(model, config, workdir: str, eval_metrics: dict) -> dict:
 
 SWEEPS = {
     # mixers, kv pairs, widths, steps
-    "cpu": (("lattice", "gated_deltanet", "deltanet", "attention"), (4, 8, 16), (32, 64), 600),
+    "cpu": (("lattice", "gated_deltanet", "deltanet", "attention"), (4, 8), (64,), 300),
     "smoke": (("lattice", "gated_deltanet"), (2,), (16,), 3),
 }
 

@@ -11,8 +11,11 @@ maximum inner product. All minimal vectors have the same norm, so in integer coo
   where [odd] says the signs of x on the octad have odd parity (then the smallest |x_i| flips).
 * (∓3, ±1²³) = s - 4 s_j e_j with s = 1 - 2c for a Golay codeword c: T(c) - 4 min_j s_j x_j with
   T(c) = sum_j s_j x_j. Over a trio (3 disjoint octads) both T and min_j split into 3 block terms
-  of the codeword's even 8-bit block words, so the 4096 scores are gathers and adds of 3 × 128
-  block values (``leech.trio_permutation``), not a 196560- (or 98304-) wide score matrix.
+  of the codeword's even 8-bit block words (3 × 128 block values, ``leech.trio_permutation``), and
+  the minimum becomes a maximum over which block holds the ∓3. In the Turyn form of the code
+  (``leech.turyn_basis``: block words depend on (x, a), (x, b), (x, a ^ b)) each of these three
+  max-plus problems is an XOR convolution of 16-entry tables per x (``leech.xor_reduce``): no
+  196560-, 98304- or 4096-wide gather, only broadcasts, reversals and reductions.
 
 The E8 roots (240, arXiv:2512.14697 uses them as the 8-dim analogue) have the same two first
 shapes: (±1², 0⁶) and (±½⁸, even number of minus signs), searched by the same block code.
@@ -23,9 +26,13 @@ order of ``leech.integer_minimal_vectors()`` ([0, 1104) pairs, [1104, 98256) oct
 patterns.
 
 Ties (equal float scores) are broken deterministically: the first shape in the order above, then the
-lowest pair / octad / codeword index, then the lowest coordinate (for the flipped sign and for the
-position of the 3), and '+' for x_i = 0 (so an exact tie between sign patterns picks the smaller
-index).
+lowest pair / octad index, for Golay codewords the first in the order (block of the ∓3, x, a, b) of
+the Turyn form, then the lowest coordinate (for the flipped sign and for the position of the 3),
+and '+' for x_i = 0 (so an exact tie between sign patterns picks the smaller index).
+
+Chunking: on accelerators the search runs 131072 rows at once by default (``SHELL_CHUNK_ACCEL``;
+transient memory a few GB, mostly the 759 × 8 octad gather); on an H200 8192 rows gave 0.72× and
+32768 rows 0.40× the throughput of 131072 (docs/bench_lattices.md).
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ from latticejax.lattices.leech import (
 
 LEECH_SHELL_SIZE = 196560
 E8_SHELL_SIZE = 240
+SHELL_CHUNK_ACCEL = 131072  # rows per chunk on accelerators (fastest measured on an H200)
 LEECH_SHELL_BITS = math.log2(LEECH_SHELL_SIZE)  # 17.58
 E8_SHELL_BITS = math.log2(E8_SHELL_SIZE)  # 7.91
 _LEECH_OCTAD_START = NUM_SHAPE_4  # 1104
@@ -152,7 +160,7 @@ def _leech_chunk(x: jax.Array) -> jax.Array:
     l2 = 128 * o_best + _even_sign_pattern(xo)
 
     # Golay shape: per trio block k and even word w, T_k(w) = sum s_i x_i, M_k(w) = min s_i x_i,
-    # so score(c) = T1 + T2 + T3 - 4 min(M1, M2, M3) = max over the block k of the minimum of
+    # so score(c) = T1 + T2 + T3 - 4 min(M1, M2, M3) = max over the block k of
     # (T1 + T2 + T3 - 4 M_k). With U_k = T_k - 4 M_k that is three max-plus problems over the
     # Turyn form (x, a, b) of the codeword (``leech.turyn_basis``), each max_b done before
     # adding the block-1 term; static index patterns only.
@@ -163,10 +171,7 @@ def _leech_chunk(x: jax.Array) -> jax.Array:
     i1, i2, i3 = turyn_word_index()
     choose = [(ub, tb, tb), (tb, ub, tb), (tb, tb, ub)]
     s3_all = jnp.stack(
-        [
-            v1[0][i1] + xor_reduce(v2[1][i2], v3[2][i3], jnp.maximum, jnp.max)
-            for v1, v2, v3 in choose
-        ]
+        [v1[0][i1] + xor_reduce(v2[1][i2], v3[2][i3], jnp.maximum) for v1, v2, v3 in choose]
     )  # (3 block of the 3, 16 x, 16 a, k)
     s3_all = s3_all.reshape(3 * 256, k)
     best = _first_argmax0(s3_all)
@@ -202,9 +207,14 @@ def _e8_chunk(x: jax.Array) -> jax.Array:
     return jnp.where(s2 > s1, _E8_EVEN_START + l2, l1).astype(jnp.int32)
 
 
+def _default_shell_chunk() -> int:
+    """Rows per chunk: ``leech.default_chunk_size()`` on CPU, ``SHELL_CHUNK_ACCEL`` otherwise."""
+    return default_chunk_size() if jax.default_backend() == "cpu" else SHELL_CHUNK_ACCEL
+
+
 def _chunked(fn, x: jax.Array, chunk_size: int | None) -> jax.Array:
     """Applies ``fn`` (k, d) -> (k,) over the flattened batch of x (..., d) in chunks."""
-    chunk_size = default_chunk_size() if chunk_size is None else chunk_size
+    chunk_size = _default_shell_chunk() if chunk_size is None else chunk_size
     if not (isinstance(chunk_size, int) and chunk_size > 0):
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}.")
     batch, d = x.shape[:-1], x.shape[-1]
@@ -315,13 +325,13 @@ def leech_shell_nearest(
     """Exact nearest unit Λ24 shell codeword (max inner product) of arXiv:2512.14697.
 
     Searches the three shapes of the 196560 minimal vectors (module docstring) with per-octad and
-    per-trio-block work only; no 196560-wide score matrix is formed. Scores are in the input dtype
-    (float32 or float64), never bf16. Ties: see the module docstring.
+    per-trio-block work only (the Golay shape in the Turyn form); no 196560-wide score matrix.
+    Scores are in the input dtype (float32 or float64), never bf16. Ties: see the module docstring.
 
     Args:
       x: ``(..., 24)`` float array (bf16/f16 promoted to float32); need not be unit-norm.
-      chunk_size: rows searched at once (memory ~ chunk_size · 4096 · 8 floats); ``None`` picks
-        ``leech.default_chunk_size()``.
+      chunk_size: rows searched at once (memory ~ chunk_size · 759 · 8 floats); ``None`` picks
+        ``leech.default_chunk_size()`` on CPU (128) and ``SHELL_CHUNK_ACCEL`` (131072) otherwise.
     Returns:
       ``(index, codeword)``: ``(...,)`` int32 in [0, 196560) and ``(..., 24)`` float32 unit vector.
     """

@@ -13,8 +13,8 @@ chunk, Gamma_{ts} = exp(g_t - g_s)): with ``u_t = beta_t e_t`` the errors satisf
 triangular system ``(I + diag(beta) A) U = diag(beta) B`` where ``A_{ts} = Gamma_{ts} k_t.k_s``
 (s < t) and ``B_t = v_t - exp(g_t) H_0^T k_t``; then
 ``O = diag(exp g) Q H_0 + (Q K^T o Gamma_<=) U`` and
-``H_L = exp(g_L) H_0 + sum_t Gamma_{Lt} k_t u_t^T``. Everything is a matmul except one L x L
-triangular solve per chunk; ``lax.scan`` runs over chunks only.
+``H_L = exp(g_L) H_0 + sum_t Gamma_{Lt} k_t u_t^T``. Everything is a matmul, the L x L
+triangular inverse included (``unit_lower_inverse``); ``lax.scan`` runs over chunks only.
 
 ``chunk_step`` also accepts the extra, state-independent write used by the Lattice memory's frozen
 orthogonal projection (see ``lattice_memory.py``): ``H_t += -beta_t diag(p_t) P`` with a fixed
@@ -67,6 +67,36 @@ def delta_rule_recurrent(
     return jnp.moveaxis(o, 0, 1).astype(q.dtype), hT
 
 
+def unit_lower_inverse(m: Array) -> Array:
+    """Inverse of unit lower-triangular matrices m (..., L, L) by recursive 2x2 block inversion.
+
+    ``inv([[A, 0], [C, B]]) = [[A^-1, 0], [-B^-1 C A^-1, B^-1]]``, doubling the block size
+    log2(L) times: only batched matmuls (no LAPACK call, which on CPU goes through a BLAS that can
+    deadlock when XLA runs several solves concurrently; on accelerators matmuls are also faster).
+    Entries above the diagonal are ignored; L is padded to a power of two with an identity block.
+    """
+    ell = m.shape[-1]
+    size = 1 << max(ell - 1, 0).bit_length()
+    m = jnp.tril(m, -1)
+    if size != ell:
+        m = jnp.pad(m, [(0, 0)] * (m.ndim - 2) + [(0, size - ell), (0, size - ell)])
+    batch = m.shape[:-2]
+    blocks = jnp.ones(batch + (size, 1, 1), m.dtype)  # inverses of the 1x1 diagonal blocks
+    s = 1
+    while s < size:
+        nb = size // (2 * s)
+        sup = m.reshape(batch + (nb, 2 * s, nb, 2 * s))
+        sup = jnp.moveaxis(jnp.diagonal(sup, axis1=-4, axis2=-2), -1, -3)  # (..., nb, 2s, 2s)
+        a_inv, b_inv = blocks[..., 0::2, :, :], blocks[..., 1::2, :, :]
+        c = sup[..., s:, :s]
+        x = -jnp.einsum("...ij,...jk,...kl->...il", b_inv, c, a_inv)
+        top = jnp.concatenate([a_inv, jnp.zeros_like(a_inv)], axis=-1)
+        bottom = jnp.concatenate([x, b_inv], axis=-1)
+        blocks = jnp.concatenate([top, bottom], axis=-2)
+        s *= 2
+    return blocks[..., 0, :ell, :ell]
+
+
 def chunk_step(
     h0: Array,
     q: Array,
@@ -105,10 +135,8 @@ def chunk_step(
         p, pmat = proj
         bp = beta[..., None] * p
         rhs = rhs + mm("bhtk,bhkv->bhtv", k * jnp.einsum("bhts,bhsk->bhtk", gam_strict, bp), pmat)
-    m = jnp.eye(ell, dtype=f32) + beta[..., None] * a
-    u = jax.lax.linalg.triangular_solve(
-        m, beta[..., None] * rhs, left_side=True, lower=True, unit_diagonal=True
-    )
+    m_inv = unit_lower_inverse(jnp.eye(ell, dtype=f32) + beta[..., None] * a)
+    u = jnp.einsum("bhts,bhsv->bhtv", m_inv, beta[..., None] * rhs)
     e = rhs - jnp.einsum("bhts,bhsv->bhtv", a, u)
     o = eg * mm("bhtk,bhkv->bhtv", q, h0) + mm(
         "bhts,bhsv->bhtv", gam_incl * mm("bhtk,bhsk->bhts", q, k), u

@@ -176,3 +176,19 @@ def test_e8_bijection_and_brute_force():
     same = np.all(np.abs(np.asarray(got, np.float64) - roots[scores.argmax(1)]) < 1e-6, axis=1)
     assert same[:20000].mean() > 0.9999
     assert idx.shape == (len(x),) and idx.dtype == jnp.int32
+
+
+def test_turyn_form_and_xor_reduce():
+    """The Turyn form is a relabelling of the Golay code; xor_reduce equals the (16, 16) brute."""
+    from latticejax.lattices import golay
+
+    t = leech.turyn_codewords()
+    idx = golay.codeword_index(t)
+    np.testing.assert_array_equal(np.sort(idx), np.arange(4096))
+    np.testing.assert_array_equal(golay.codewords()[idx], t)
+    rng = np.random.default_rng(6)
+    u, v = rng.standard_normal((2, 3, 16, 5)).astype(np.float32)
+    s = np.arange(16)
+    brute = (u[:, None, :, :] + v[:, s[:, None] ^ s[None, :], :]).max(axis=2)
+    got = leech.xor_reduce(jnp.asarray(u), jnp.asarray(v), jnp.maximum)
+    np.testing.assert_array_equal(np.asarray(got), brute)

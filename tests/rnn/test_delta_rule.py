@@ -1,10 +1,12 @@
 """(Gated) delta rule (arXiv 2406.06484, 2412.06464): scan vs float64 numpy, chunked vs scan."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from latticejax.rnn import delta_rule_chunked, delta_rule_recurrent
+from latticejax.rnn.delta_rule import unit_lower_inverse
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
@@ -54,3 +56,11 @@ def test_chunked_gradients_match_and_bad_chunk_size():
     np.testing.assert_allclose(g2, g1, atol=1e-3, rtol=1e-3)
     with pytest.raises(ValueError, match="chunk_size must be a positive int, got 0"):
         delta_rule_chunked(q, k, v, beta, chunk_size=0)
+
+
+@pytest.mark.parametrize("ell", [1, 3, 16, 24])
+def test_unit_lower_inverse_matches_numpy(ell):
+    rng = np.random.default_rng(ell)
+    m = np.tril(rng.normal(size=(2, ell, ell)) * 0.3, -1) + np.eye(ell)
+    got = unit_lower_inverse(jnp.asarray(m + np.triu(rng.normal(size=m.shape), 1), jnp.float32))
+    np.testing.assert_allclose(got, np.linalg.inv(m), atol=1e-5, rtol=1e-5)
