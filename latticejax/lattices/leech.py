@@ -211,7 +211,8 @@ def _gf2_rank(rows: np.ndarray) -> int:
 def turyn_basis() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Three (4, 24) uint8 bases (X, A, B) of C24 in trio coordinates (``trio_permutation``).
 
-    The Turyn structure of the Golay code over a trio (SPLAG ch. 11 §3.5 / ch. 18): every codeword
+    Turyn's construction of the Golay code (no arXiv version; used here for the Λ24-SQ search of
+    arXiv:2512.14697), read off the trio of ``trio_permutation``: every codeword
     is uniquely x·X + a·A + b·B (a, b, x in GF(2)^4), with A = {(α(a), 0, h(a))},
     B = {(0, β(b), h(b))} lifting one basis of the [8, 4, 4] code H3 = {block-3 words of codewords
     vanishing on block 1} = {... vanishing on block 2}. So the block words are
