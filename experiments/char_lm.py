@@ -164,7 +164,8 @@ def run_table(variant: str, workdir: str) -> str:
     ]
     for r in rows:
         name = r["mixer"] + (f" m={r['num_slots']}" if r["num_slots"] else "")
-        lines.append(f"| {name} | " + " | ".join(f"{r['perplexity'][k]:.3f}" for k in lengths))
+        ppl = " | ".join(f"{r['perplexity'][k]:.3f}" for k in lengths)
+        lines.append(f"| {name} | {ppl} |")
     table = "\n".join(lines) + "\n"
     Path(workdir).mkdir(parents=True, exist_ok=True)
     (Path(workdir) / "char_lm_table.md").write_text(table)

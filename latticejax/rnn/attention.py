@@ -64,10 +64,15 @@ class SoftmaxAttention(nnx.Module):
 
     def __call__(self, x: Array) -> Array:
         q, k, v = self._qkv(x, jnp.arange(x.shape[1]))
+        out_dtype = q.dtype
+        if self.implementation == "cudnn":
+            # cuDNN's flash attention takes fp16/bf16/fp8 operands only (float32 parameters
+            # promote q, k, v to float32); it accumulates the softmax in float32 itself.
+            q, k, v = (t.astype(jnp.bfloat16) for t in (q, k, v))
         o = jax.nn.dot_product_attention(
             q, k, v, is_causal=True, implementation=self.implementation
         )
-        return self.out_proj(o.reshape(x.shape))
+        return self.out_proj(o.reshape(x.shape).astype(out_dtype))
 
     def init_state(self, batch: int, max_len: int | None = None) -> dict[str, Array]:
         """KV cache: k, v (B, max_len, H, D) float32 and the next position ``pos`` (int32)."""
