@@ -58,7 +58,7 @@ def cases() -> dict[str, tuple[Fn, Fn, int]]:
 # Leech lattice Λ24 and its spherical code (leech.py, leech_shell.py; arXiv:2512.14697).
 #   python -m benchmarks.bench_lattices --only=Leech                 # Λ24 decoder vs shell brute
 #   python -m benchmarks.bench_lattices --only=none --leech_shell=16384,1000000
-#   (add --leech_shell_chunk=8192 to time another chunk; results: docs/bench_lattices.md)
+#   (add --leech_shell_chunk=8192 to time another chunk; results: BENCHMARKS.md)
 # ----------------------------------------------------------------------------------------------
 
 _LEECH_CHUNK = flags.DEFINE_integer(

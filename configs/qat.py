@@ -6,7 +6,7 @@ r"""The in-repo Shakespeare decoder LM: full precision (``fp``) or GLVQ QAT (arX
 
 Variants (comma-separated): ``fp`` (no quantization), ``glvq`` (default), ``zn``/``dn``/``e8``
 (fixed lattices through the same code path), ``bits=B`` (1..8), ``tiny`` (seconds on a CPU,
-what the tests run). Without ``tiny``: the LM of docs/bench_quant.md.
+what the tests run). Without ``tiny``: the LM of BENCHMARKS.md (weight quantization).
 """
 
 import ml_collections

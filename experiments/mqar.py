@@ -10,7 +10,7 @@ count only the answer positions (a query key predicting its value); chance is 2 
 Data are synthetic: training examples come from the engine's per-step key
 ``fold_in(key(seed), step)`` (deterministic per seed and step), eval examples from a fixed key, so
 the engine's own batch only sets the batch size (``data.name`` is a small registry dataset; see
-docs/bench_rnn.md). Run one configuration through the engine:
+BENCHMARKS.md (Lattice RNN)). Run one configuration through the engine:
 
   python -m latticejax.main --config=configs/mqar.py:tiny --workdir=/tmp/mqar
 

@@ -32,7 +32,7 @@ and '+' for x_i = 0 (so an exact tie between sign patterns picks the smaller ind
 
 Chunking: on accelerators the search runs 131072 rows at once by default (``SHELL_CHUNK_ACCEL``;
 transient memory a few GB, mostly the 759 × 8 octad gather); on an H200 8192 rows gave 0.72× and
-32768 rows 0.40× the throughput of 131072 (docs/bench_lattices.md).
+32768 rows 0.40× the throughput of 131072 (BENCHMARKS.md).
 """
 
 from __future__ import annotations
