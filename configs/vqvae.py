@@ -62,7 +62,7 @@ QUANTIZERS = {
         {
             "name": "lfq",
             # The papers' 0.1 is relative to larger reconstruction losses; against this recipe's
-            # pixel MSE (~0.02) it dominates and hurts reconstruction (BENCHMARKS.md, VQ-VAE section).
+            # pixel MSE (~0.02) it dominates and hurts reconstruction (BENCHMARKS.md, VQ-VAE).
             "entropy_weight": 0.01,
             "diversity_gamma": 1.0,
             "commit_weight": 0.25,
