@@ -182,17 +182,16 @@ def _write(rows: list[dict], workdir: Path, config) -> None:
     (workdir / "results.md").write_text("\n".join(lines) + "\n")
 
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "configs/ptq_*.py", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (reused: the fp model).")
-
-
 def main(argv: list[str]) -> None:
     del argv
-    rows = run(_CONFIG.value, _WORKDIR.value)
-    print((Path(_WORKDIR.value) / "results.md").read_text())
-    del rows
+    run(flags.FLAGS.config, flags.FLAGS.workdir)
+    print((Path(flags.FLAGS.workdir) / "results.md").read_text())
 
 
 if __name__ == "__main__":
+    # Flags are defined only when run as a script: importing this module (tests, notebooks, the
+    # launcher) must not claim --config/--workdir, which latticejax.main also defines.
+    config_flags.DEFINE_config_file("config", None, "configs/ptq_*.py", lock_config=True)
+    flags.DEFINE_string("workdir", None, "Output directory (reused: the fp model).")
     flags.mark_flags_as_required(["config", "workdir"])
     app.run(main)

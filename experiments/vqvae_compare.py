@@ -133,19 +133,20 @@ def compare(
     return rows
 
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (one subdirectory per run).")
-_TINY = flags.DEFINE_bool("tiny", False, "Use the tiny (digits, seconds) variants.")
-_STEPS = flags.DEFINE_integer("steps", None, "Override the number of training steps.")
-_VARIANTS = flags.DEFINE_list("variants", list(VARIANTS), "configs/vqvae.py variants to run.")
-
-
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
-    if not _WORKDIR.value:
+    f = flags.FLAGS
+    if not f.workdir:
         raise app.UsageError("--workdir is required")
-    compare(_WORKDIR.value, _VARIANTS.value, tiny=_TINY.value, steps=_STEPS.value)
+    compare(f.workdir, f.variants, tiny=f.tiny, steps=f.steps)
 
 
 if __name__ == "__main__":
+    # Flags are defined only when run as a script, so importing this module next to
+    # latticejax.main (which owns --workdir) in one process does not redefine them.
+    flags.DEFINE_string("workdir", None, "Output directory (one subdirectory per run).")
+    flags.DEFINE_bool("tiny", False, "Use the tiny (digits, seconds) variants.")
+    flags.DEFINE_integer("steps", None, "Override the number of training steps.")
+    flags.DEFINE_list("variants", list(VARIANTS), "configs/vqvae.py variants to run.")
     app.run(main)
