@@ -25,11 +25,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.experiment = "mqar"
     config.seed = 0
 
-    # The examples are synthetic (experiments/mqar.py); the engine's dataset only paces the loop,
-    # its batch_size is the number of MQAR sequences per step.
-    config.data.name = "digits"
+    # Example ids; experiments/mqar.py draws sequence i from fold_in(key, i).
+    config.data.name = "synthetic"
+    # MQAR sequences per step.
     config.data.batch_size = 32
     config.data.eval_batch_size = 256
+    # Distinct training sequences (epochs reshuffle them) and the fixed held-out set.
+    config.data.train_size = 2**20
+    config.data.eval_size = 256
 
     config.task = ml_collections.ConfigDict()
     # Vocabulary: keys from [1, vocab/2), values from [vocab/2, vocab).
@@ -69,6 +72,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.eval_every = 0
     config.train.checkpoint_every = 0
     config.train.keep_checkpoints = 1
-    # One fixed held-out batch of eval_batch_size sequences.
-    config.train.eval_batches = 1
     return config.lock()

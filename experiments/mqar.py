@@ -7,10 +7,11 @@ the sequence opens with ``num_kv`` key-value pairs, then the query region holds 
 ``p(slot i) ~ (i + 1)^(power_a - 1)``; other positions are random filler tokens. Loss and accuracy
 count only the answer positions (a query key predicting its value); chance is 2 / vocab_size.
 
-Data are synthetic: training examples come from the engine's per-step key
-``fold_in(key(seed), step)`` (deterministic per seed and step), eval examples from a fixed key, so
-the engine's own batch only sets the batch size (``data.name`` is a small registry dataset; see
-BENCHMARKS.md (Lattice RNN)). Run one configuration through the engine:
+Data are synthetic: the config names the registry's ``synthetic`` dataset, whose batches are
+example ids ``{"index": (B,) int32}`` (training ids shuffled per epoch from ``seed``, a fixed eval
+set of ``data.eval_size`` ids disjoint from them), and sequence ``i`` is drawn from
+``fold_in(key(DATA_SEED), i)``: deterministic per example, so resumed runs and evals replay
+exactly. Run one configuration through the engine:
 
   python -m latticejax.main --config=configs/mqar.py:tiny --workdir=/tmp/mqar
 
@@ -32,6 +33,9 @@ from flax import nnx
 
 from latticejax.rnn import DecoderLM
 
+# Sequence i of the synthetic dataset is drawn from fold_in(key(DATA_SEED), i).
+DATA_SEED = 2_000_003
+# eval_fn on a batch without ids: B sequences from key(EVAL_SEED).
 EVAL_SEED = 1_000_003
 
 
@@ -90,6 +94,35 @@ def mqar_batch(
     }
 
 
+def mqar_indexed_batch(
+    index: jax.Array,
+    seq_len: int,
+    num_kv: int,
+    vocab_size: int,
+    power_a: float = 0.01,
+    *,
+    key: jax.Array | None = None,
+) -> dict[str, jax.Array]:
+    """MQAR sequences for example ids (Zoology, arXiv 2312.04927): row ``b`` is the one-sequence
+    :func:`mqar_batch` of ``fold_in(key, index[b])``, so it depends on its id only.
+
+    Args:
+      index: ``(B,)`` integer example ids (``batch["index"]`` of the ``synthetic`` dataset).
+      seq_len, num_kv, vocab_size, power_a: as in :func:`mqar_batch`.
+      key: base key (default ``jax.random.key(DATA_SEED)``).
+
+    Returns:
+      ``tokens``, ``targets`` (B, T) int32 and ``mask`` (B, T) float32, as :func:`mqar_batch`.
+    """
+    key = jax.random.key(DATA_SEED) if key is None else key
+
+    def one(i):
+        row = mqar_batch(jax.random.fold_in(key, i), 1, seq_len, num_kv, vocab_size, power_a)
+        return {k: v[0] for k, v in row.items()}
+
+    return jax.vmap(one)(jnp.asarray(index))
+
+
 class MQARModel(nnx.Module):
     """A ``DecoderLM`` plus the (static) MQAR task it is trained on.
 
@@ -145,22 +178,25 @@ def _metrics(model: MQARModel, data: dict) -> tuple[jax.Array, dict]:
     return loss, {"accuracy": acc, "answer_ce": loss}
 
 
-def _task_batch(model: MQARModel, key: jax.Array, batch_size: int) -> dict:
+def _task_batch(model: MQARModel, batch: dict, key: jax.Array) -> dict:
     t = model.task
-    return mqar_batch(key, batch_size, t["seq_len"], t["num_kv"], t["vocab_size"], t["power_a"])
+    task = (t["seq_len"], t["num_kv"], t["vocab_size"], t["power_a"])
+    if "index" in batch:
+        return mqar_indexed_batch(batch["index"], *task)
+    # No ids (a direct call outside the engine): B fresh sequences from ``key``.
+    return mqar_batch(key, next(iter(batch.values())).shape[0], *task)
 
 
 def loss_fn(model: MQARModel, batch: dict, rng: jax.Array) -> tuple[jax.Array, dict]:
-    """Cross-entropy on answer tokens of a fresh MQAR batch drawn from ``rng`` (per-step key);
-    the engine's ``batch`` only gives the batch size."""
-    b = next(iter(batch.values())).shape[0]
-    return _metrics(model, _task_batch(model, rng, b))
+    """Cross-entropy on the answer tokens of the sequences of ``batch["index"]`` ((B,) int32 ids
+    of the ``synthetic`` dataset); a batch without ``index`` draws B sequences from ``rng``."""
+    return _metrics(model, _task_batch(model, batch, rng))
 
 
 def eval_fn(model: MQARModel, batch: dict) -> dict:
-    """Accuracy and cross-entropy on answer tokens of a fixed held-out MQAR batch."""
-    b = next(iter(batch.values())).shape[0]
-    return _metrics(model, _task_batch(model, jax.random.key(EVAL_SEED), b))[1]
+    """Accuracy and cross-entropy on the answer tokens of the sequences of ``batch["index"]``
+    (the fixed eval ids); a batch without ``index`` uses B sequences from a fixed key."""
+    return _metrics(model, _task_batch(model, batch, jax.random.key(EVAL_SEED)))[1]
 
 
 def state_size(config: ml_collections.ConfigDict) -> int:

@@ -118,18 +118,27 @@ def eval_batches(
     multiple_of: int = 1,
     max_batches: int | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Yields the examples in order, in batches of ``batch_size`` (one pass, no shuffling).
+    """Yields every example exactly once, in order, in batches (one pass, no shuffling).
 
-    The last batch holds the remainder rounded down to a multiple of ``multiple_of`` (the number of
-    data-parallel shards), so at most ``multiple_of - 1`` examples are left out.
+    Full batches hold ``batch_size`` examples. The remainder ``r = N % batch_size`` follows as at
+    most two batches: its largest multiple of ``multiple_of`` (the number of data-parallel shards),
+    then the last ``r % multiple_of`` examples on their own. So every batch but possibly the last
+    can be split over the shards, and nothing is left out: the engine replicates that small last
+    batch over the devices instead (:func:`latticejax.train.trainer.evaluate`).
 
     Args:
-      arrays: dict of arrays of shape ``(N, ...)``.
-      batch_size: examples per batch, a multiple of ``multiple_of``.
-      multiple_of: every yielded batch's size is a multiple of this.
-      max_batches: stop after this many batches (None: whole set).
+      arrays: dict of arrays of shape ``(N, ...)`` (any dtypes; returned unchanged).
+      batch_size: examples per full batch, a positive multiple of ``multiple_of``.
+      multiple_of: a positive int; every batch except the last of the pass has a size divisible
+        by it, and the last has size ``< multiple_of`` when ``N % multiple_of != 0``.
+      max_batches: stop after this many batches (None: the whole set).
+
+    Yields:
+      dicts ``{key: array[start:stop]}`` of shape ``(b, ...)`` with ``1 <= b <= batch_size``.
     """
     n = _check_arrays(arrays, "arrays")
+    if multiple_of < 1:
+        raise ValueError(f"multiple_of must be a positive int, got {multiple_of}")
     if batch_size < 1 or batch_size % multiple_of:
         raise ValueError(
             f"batch_size must be a positive multiple of multiple_of={multiple_of}, got {batch_size}"
@@ -137,8 +146,7 @@ def eval_batches(
     count, start = 0, 0
     while start < n and (max_batches is None or count < max_batches):
         stop = min(start + batch_size, n)
-        stop = start + (stop - start) // multiple_of * multiple_of
-        if stop == start:
-            return
+        divisible = start + (stop - start) // multiple_of * multiple_of
+        stop = divisible if divisible > start else stop  # else: the < multiple_of tail
         yield {k: v[start:stop] for k, v in arrays.items()}
         start, count = stop, count + 1

@@ -199,20 +199,60 @@ def make_train_step(
     )
 
 
+def _splits(size: int, mesh: Mesh) -> bool:
+    """Whether an eval batch of ``size`` examples is split over the data-parallel shards; if not,
+    it runs replicated: every device computes the whole (small) batch, so the result is exact."""
+    return size % mesh_lib.num_batch_shards(mesh) == 0
+
+
+def place_eval_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+    """Puts a global host eval batch on ``mesh``, split or replicated as :func:`_splits` says.
+
+    Args:
+      batch: dict of host arrays ``(B, ...)``, the same global batch on every process.
+      mesh: the device mesh.
+
+    Returns:
+      dict of global ``jax.Array`` of shape ``(B, ...)`` (dtypes unchanged): split over the
+      ``("data", "fsdp")`` axes when ``B`` is divisible by their size, else replicated.
+    """
+    if _splits(len(next(iter(batch.values()))), mesh):
+        return mesh_lib.shard_batch(_local(batch), mesh)
+    # Replicated: every process holds the whole array (its "local data" is the global array).
+    sharding = NamedSharding(mesh, P())
+    return {
+        k: jax.make_array_from_process_local_data(sharding, np.asarray(v), np.shape(v))
+        for k, v in batch.items()
+    }
+
+
 def make_eval_step(
     eval_graphdef: Any, eval_fn: Callable, model_sharding: Any, mesh: Mesh
 ) -> Callable:
-    """Jitted ``eval_step(model_state, batch) -> dict of float32 scalars`` (model in eval mode)."""
+    """Jitted ``eval_step(model_state, batch) -> dict of float32 scalars`` (model in eval mode).
+
+    ``batch`` comes from :func:`place_eval_batch`: a batch whose size is a multiple of the
+    data-parallel shards is split over them, any other (the last < shards examples of the eval
+    set) runs replicated, so no example is dropped.
+    """
 
     def step(model_state, batch):
         model = nnx.merge(eval_graphdef, model_state)
         return {k: jnp.asarray(v, jnp.float32) for k, v in eval_fn(model, batch).items()}
 
-    return jax.jit(
+    replicated = NamedSharding(mesh, P())
+    split = jax.jit(
         step,
         in_shardings=(model_sharding, mesh_lib.batch_sharding(mesh)),
-        out_shardings=NamedSharding(mesh, P()),
+        out_shardings=replicated,
     )
+    whole = jax.jit(step, in_shardings=(model_sharding, replicated), out_shardings=replicated)
+
+    def eval_step(model_state, batch):
+        size = next(iter(batch.values())).shape[0]
+        return (split if _splits(size, mesh) else whole)(model_state, batch)
+
+    return eval_step
 
 
 def evaluate(
@@ -222,20 +262,35 @@ def evaluate(
     batch_size: int,
     mesh: Mesh,
     max_batches: int | None = None,
-) -> dict[str, float]:
-    """Example-weighted mean of ``eval_step`` metrics over the eval split."""
+) -> tuple[dict[str, float], int]:
+    """Example-weighted mean of ``eval_step`` metrics over the eval split.
+
+    Every example is evaluated exactly once (all of them unless ``max_batches`` caps the pass):
+    :func:`latticejax.data.eval_batches` yields the remainder that does not divide over the
+    data-parallel shards as its own batch, which :func:`place_eval_batch` replicates. Each batch's
+    metrics are weighted by its number of examples, so per-example means are exact.
+
+    Args:
+      eval_step: from :func:`make_eval_step`.
+      model_state: the model's ``nnx.State`` (sharded like the train state).
+      arrays: the eval split, dict of host arrays ``(N, ...)``.
+      batch_size: examples per full batch, a multiple of the data-parallel shards.
+      mesh: the device mesh.
+      max_batches: cap on the number of batches (None: the whole split).
+
+    Returns:
+      ``(metrics, num_examples)``: dict of float means and the number of examples evaluated.
+    """
     shards = mesh_lib.num_batch_shards(mesh)
     totals: dict[str, float] = {}
     count = 0
     for batch in eval_batches(arrays, batch_size, multiple_of=shards, max_batches=max_batches):
         n = len(next(iter(batch.values())))
-        metrics = jax.device_get(eval_step(model_state, mesh_lib.shard_batch(_local(batch), mesh)))
+        metrics = jax.device_get(eval_step(model_state, place_eval_batch(batch, mesh)))
         for k, v in metrics.items():
             totals[k] = totals.get(k, 0.0) + float(v) * n
         count += n
-    if count == 0:
-        raise ValueError(f"eval split has fewer examples than the {shards} data-parallel shards")
-    return {k: v / count for k, v in totals.items()}
+    return {k: v / count for k, v in totals.items()}, count
 
 
 def _host_readable(tree: Any, mesh: Mesh) -> Any:
@@ -412,14 +467,15 @@ def train_and_evaluate(
     last = steps if stop_after is None else min(steps, int(stop_after))
 
     def run_eval(step):
-        metrics = evaluate(
+        metrics, count = evaluate(
             eval_step, state["model"], dataset.test, eval_batch_size, mesh, max_eval_batches
         )
+        logging.info("Step %d: evaluated %d examples.", step, count)
         writer.write(step, {f"eval/{k}": v for k, v in metrics.items()})
         make_figures = getattr(experiment, "make_figures", None)
         if make_figures is not None:
             first = next(eval_batches(dataset.test, eval_batch_size, multiple_of=shards))
-            batch = _host_readable(mesh_lib.shard_batch(_local(first), mesh), mesh)
+            batch = _host_readable(place_eval_batch(first, mesh), mesh)
             model = nnx.merge(built["eval_graphdef"], _host_readable(state["model"], mesh))
             _call_on_all_processes(
                 lambda m, b, out: make_figures(m, b, out, step), workdir, model, batch

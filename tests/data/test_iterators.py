@@ -75,9 +75,27 @@ def test_errors_name_the_argument():
 def test_eval_batches_cover_the_split_in_order():
     arrays = _arrays(23)
     batches = list(eval_batches(arrays, 8, multiple_of=4))
-    assert [len(b["i"]) for b in batches] == [8, 8, 4]
-    np.testing.assert_array_equal(np.concatenate([b["i"] for b in batches]), np.arange(20))
+    assert [len(b["i"]) for b in batches] == [8, 8, 4, 3]
+    np.testing.assert_array_equal(np.concatenate([b["i"] for b in batches]), np.arange(23))
+    np.testing.assert_array_equal(np.concatenate([b["x"] for b in batches]), arrays["x"])
     assert len(list(eval_batches(arrays, 8, max_batches=2))) == 2
     assert [len(b["i"]) for b in eval_batches(arrays, 8)] == [8, 8, 7]
+    assert [len(b["i"]) for b in eval_batches(_arrays(3), 8, multiple_of=8)] == [3]
     with pytest.raises(ValueError, match="multiple of multiple_of=4, got 6"):
         list(eval_batches(arrays, 6, multiple_of=4))
+    with pytest.raises(ValueError, match="multiple_of must be a positive int, got 0"):
+        list(eval_batches(arrays, 6, multiple_of=0))
+
+
+def test_eval_batches_every_example_once_on_random_sizes():
+    rng = np.random.default_rng()
+    for _ in range(50):
+        n, m = int(rng.integers(1, 200)), int(rng.integers(1, 9))
+        batch_size = m * int(rng.integers(1, 10))
+        sizes = [len(b["i"]) for b in eval_batches(_arrays(n), batch_size, multiple_of=m)]
+        got = np.concatenate([b["i"] for b in eval_batches(_arrays(n), batch_size, multiple_of=m)])
+        np.testing.assert_array_equal(got, np.arange(n))  # each example once, in order
+        # Brute force: full batches, then the remainder's multiple of m, then its tail.
+        full, rest = divmod(n, batch_size)
+        want = [batch_size] * full + [s for s in (rest // m * m, rest % m) if s]
+        assert sizes == want, (n, m, batch_size)

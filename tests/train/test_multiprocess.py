@@ -20,7 +20,9 @@ from latticejax.train import mesh as mesh_lib
 from tests.train.helpers import flat_numpy, start_worker, tiny_config, wait_workers
 
 STEPS, EVERY = 6, 3
-TRAIN = {"steps": STEPS, "checkpoint_every": EVERY, "log_every": EVERY}
+# eval_batches=None: the whole eval split (297 examples), so its odd last example runs replicated
+# over both processes (the rest split), and the metrics still match one device.
+TRAIN = {"steps": STEPS, "checkpoint_every": EVERY, "log_every": EVERY, "eval_batches": None}
 FSDP_MIN_SIZE = 64  # shard even the tiny classifier's arrays
 
 

@@ -12,6 +12,7 @@ import optax
 import pytest
 from flax import nnx
 
+from latticejax.data import load_dataset
 from latticejax.train import trainer, writers
 from tests.train.helpers import assert_bit_identical, flat_numpy, tiny_config
 
@@ -228,3 +229,70 @@ def test_non_param_state_resumes_bit_identical(tmp_path):
     stats = flat_numpy(ref["state"])
     mean_key = next(k for k in names if k.startswith("model/norm/mean"))
     assert np.abs(stats[mean_key]).max() > 0  # batch statistics were updated and saved
+
+
+def test_eval_on_8_devices_covers_every_example_exactly(tmp_path, monkeypatch):
+    """digits' 297 eval examples (not a multiple of 8) in batches 64 x 4, 40 (split) and 1
+    (replicated): the engine's metrics equal one float64 pass over all examples on one device."""
+    seen = []
+    evaluate = trainer.evaluate
+
+    def counting_evaluate(*args, **kwargs):
+        metrics, count = evaluate(*args, **kwargs)
+        seen.append(count)
+        return metrics, count
+
+    monkeypatch.setattr(trainer, "evaluate", counting_evaluate)
+    config = tiny_config(steps=2, checkpoint_every=0, eval_batches=None)
+    config.data.eval_batch_size = 64
+    assert jax.device_count() == 8
+    result = trainer.train_and_evaluate(config, tmp_path)
+    test = load_dataset("digits").test
+    n = len(test["label"])
+    assert n % 8 and seen == [n]
+
+    model = trainer.import_experiment("classifier").make_model(config, nnx.Rngs(0))
+    model.eval()
+    nnx.update(model, jax.device_get(result["state"]["model"]))
+    with jax.default_device(jax.devices()[0]):
+        logits = np.asarray(model(jnp.asarray(test["image"])), np.float64)
+    log_probs = logits - logits.max(-1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+    want = {
+        "loss": -log_probs[np.arange(n), test["label"]].mean(),
+        "accuracy": (logits.argmax(-1) == test["label"]).mean(),
+    }
+    assert result["eval"].keys() == want.keys()
+    for k, v in want.items():
+        np.testing.assert_allclose(result["eval"][k], v, rtol=1e-5, err_msg=k)
+
+
+class _Linear(nnx.Module):
+    def __init__(self, w):
+        self.w = nnx.Param(jnp.asarray(w))
+
+
+def test_evaluate_weights_batches_by_size_on_any_remainder():
+    from latticejax.train import mesh as mesh_lib
+
+    rng = np.random.default_rng()
+    mesh = mesh_lib.make_mesh({"data": 4, "fsdp": 2})
+    w = rng.standard_normal(3).astype(np.float32)
+    graphdef, state = nnx.split(_Linear(w))
+    sharding = mesh_lib.state_shardings(state, mesh)
+    state = jax.device_put(state, sharding)
+
+    def eval_fn(model, batch):
+        y = batch["x"] @ model.w
+        return {"mean": y.mean(), "square": (y**2).mean()}
+
+    step = trainer.make_eval_step(graphdef, eval_fn, sharding, mesh)
+    for n in (3, 8, 45, 70):  # tail only, one split batch, full + split + tail, full + tail
+        x = rng.standard_normal((n, 3)).astype(np.float32)
+        metrics, count = trainer.evaluate(step, state, {"x": x}, 32, mesh)
+        y = x.astype(np.float64) @ w.astype(np.float64)
+        assert count == n
+        np.testing.assert_allclose(metrics["mean"], y.mean(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(metrics["square"], (y**2).mean(), rtol=1e-5)
+    metrics, count = trainer.evaluate(step, state, {"x": x}, 32, mesh, max_batches=2)
+    assert count == 64
