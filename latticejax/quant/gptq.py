@@ -145,6 +145,24 @@ def gptq_with(
     return Q
 
 
+def check_problem(W: jax.Array, H: jax.Array, bits: int) -> int:
+    """Validates a layer quantization problem eagerly; returns ``bits`` as int.
+
+    Args:
+      W: ``(K, N)`` weight. H: ``(K, K)`` proxy Hessian. bits: integer in 1..8.
+    Raises:
+      ValueError / TypeError naming the argument, the value and what was expected.
+    """
+    check_matrix(W)
+    bits = check_bits(bits)
+    K = np.shape(W)[0]
+    if np.shape(H) != (K, K):
+        raise ValueError(
+            f"H must have shape ({K}, {K}) to match W {np.shape(W)}, got {np.shape(H)}."
+        )
+    return bits
+
+
 def gptq(
     W: jax.Array,
     H: jax.Array,
@@ -167,13 +185,8 @@ def gptq(
     Returns:
       `GPTQResult` with ``W_hat = z * scales`` (K, N), dtype of W.
     """
-    check_matrix(W)
-    bits = check_bits(bits)
+    bits = check_problem(W, H, bits)
     K = np.shape(W)[0]
-    if np.shape(H) != (K, K):
-        raise ValueError(
-            f"H must have shape ({K}, {K}) to match W {np.shape(W)}, got {np.shape(H)}."
-        )
     check_divides(min(block_size, K), K, name="block_size", dim_name="K")
     return _gptq(
         W, H, scales, damp=float(damp), bits=bits, block_size=block_size, act_order=act_order

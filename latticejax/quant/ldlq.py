@@ -15,8 +15,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from latticejax.quant._checks import check_bits, check_divides, check_matrix
-from latticejax.quant.gptq import gptq_with
+from latticejax.quant._checks import check_divides
+from latticejax.quant.gptq import check_problem, gptq_with
 from pallas_kernels.packing import e8p_decode, e8p_encode
 
 # Residual stages per bit width: "e8p" costs 2 bits/weight, "sign" 1 bit/weight.
@@ -112,8 +112,7 @@ def ldlq_e8(
     Returns:
       `LDLQResult` with ``W_hat (K, N)`` float32.
     """
-    check_matrix(W)
-    bits = check_bits(bits)
+    bits = check_problem(W, H, bits)
     if bits not in STAGES:
         raise ValueError(f"bits must be one of {tuple(STAGES)} for E8 LDLQ, got {bits}.")
     K, N = W.shape

@@ -194,6 +194,133 @@ def binary_entropy_terms(
     return per_sample, codebook
 
 
+def binary_indices(positive: jax.Array) -> jax.Array:
+    """``(..., d)`` bool (bit i = channel i is positive) -> ``(...,)`` int32 index.
+
+    Channel 0 is the least significant bit (MAGVIT-v2's LFQ index, arXiv 2310.05737).
+    """
+    d = positive.shape[-1]
+    return jnp.sum(positive.astype(jnp.int32) << jnp.arange(d, dtype=jnp.int32), axis=-1)
+
+
+def binary_bits(indices: jax.Array, d: int) -> jax.Array:
+    """Inverse of ``binary_indices``: ``(...,)`` int -> ``(..., d)`` bool."""
+    return ((indices[..., None] >> jnp.arange(d, dtype=jnp.int32)) & 1).astype(bool)
+
+
+def check_bits_dim(d: Any) -> int:
+    """Validates the dimension of a binary codebook: 2^d codes must index in int32."""
+    d = check_positive_int(d, "d")
+    if d > 30:
+        raise ValueError(f"d must be <= 30 so that 2^d codes index in int32, got d={d}.")
+    return d
+
+
+def normalize(z: jax.Array, eps: float = 1e-12) -> jax.Array:
+    """``(..., d)`` float32 -> unit vectors; 0 stays 0 with a zero (not NaN) gradient."""
+    sq = jnp.sum(jnp.square(z), axis=-1, keepdims=True)
+    return z * jax.lax.rsqrt(jnp.maximum(sq, eps * eps))
+
+
+class BinaryQuantizer(nnx.Module):
+    """The layer LFQ (arXiv 2310.05737) and BSQ (arXiv 2406.07548) share: codes ``{-a, +a}^d``.
+
+    Each channel of ``u`` is quantized to ``+a`` if ``u_i > 0`` else ``-a``; the index is
+    ``binary_indices(u > 0)``; the gradient is straight-through to ``u``. The auxiliary loss is
+    ``entropy_weight * (E[H(p(c|u))] - diversity_gamma * H(E[p(c|u)]))`` with the factorized soft
+    assignment of `binary_entropy_terms`, plus ``commit_weight * ||u - sg(q)||^2``.
+
+    The one base class of the quantizers, kept abstract on purpose: the two papers' layers differ
+    only in two class constants, and each keeps its paper's name and file (`lfq.py`, `bsq.py`).
+    Subclasses are final and set ``unit_norm`` (False: ``u = z``, ``a = 1``; True: ``u = z /
+    ||z||``, ``a = 1 / sqrt(d)``) and ``default_temperature`` (used when ``temperature=None``).
+
+    Input ``(..., d)`` with d <= 30; ``q(x)`` returns codes in the dtype of x, indices ``(...,)``
+    int32 in ``[0, 2^d)`` and a float32 aux_loss.
+    """
+
+    unit_norm: bool
+    default_temperature: float
+
+    def __init__(
+        self,
+        d: int,
+        *,
+        entropy_weight: float = 0.1,
+        diversity_gamma: float = 1.0,
+        commit_weight: float = 0.25,
+        temperature: float | None = None,
+        deterministic: bool = False,
+    ):
+        self.dim = check_bits_dim(d)
+        if temperature is None:
+            temperature = self.default_temperature
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}.")
+        self.entropy_weight = float(entropy_weight)
+        self.diversity_gamma = float(diversity_gamma)
+        self.commit_weight = float(commit_weight)
+        self.temperature = float(temperature)
+        self.deterministic = deterministic
+        self.usage = CodeUsage(jnp.zeros((counter_size(self.codebook_size),), jnp.int32))
+
+    @property
+    def codebook_size(self) -> int:
+        return 2**self.dim
+
+    @property
+    def bits_per_token(self) -> float:
+        return float(self.dim)
+
+    @property
+    def amplitude(self) -> float:
+        """``a``: 1 / sqrt(d) on the sphere (BSQ), else 1 (LFQ)."""
+        return 1.0 / math.sqrt(self.dim) if self.unit_norm else 1.0
+
+    def __call__(self, x: jax.Array, *, deterministic: bool | None = None) -> QuantizerOutput:
+        det = self.deterministic if deterministic is None else deterministic
+        u = check_input(x, self.dim)
+        if self.unit_norm:
+            u = normalize(u)
+        a = self.amplitude
+        q = jnp.where(u > 0, a, -a)
+        idx = binary_indices(u > 0)
+        per_sample, codebook = binary_entropy_terms(u.reshape(-1, self.dim), a, self.temperature)
+        commit = jnp.mean(jnp.square(u - jax.lax.stop_gradient(q)))
+        entropy_loss = per_sample - self.diversity_gamma * codebook
+        aux = self.entropy_weight * entropy_loss + self.commit_weight * commit
+        flat = idx.reshape(-1)
+        metrics = batch_and_usage_metrics(
+            flat[:, None], flat, self.usage, self.codebook_size, update=not det
+        )
+        metrics.update(per_sample_entropy=per_sample, codebook_entropy=codebook, commit_loss=commit)
+        quantized = straight_through(u, q).astype(x.dtype)
+        return QuantizerOutput(quantized, idx, aux, metrics)
+
+    def encode(self, x: jax.Array) -> jax.Array:
+        """``(..., d)`` float -> ``(...,)`` int32 (the sign pattern; normalizing keeps it)."""
+        return binary_indices(check_input(x, self.dim) > 0)
+
+    def decode(self, indices: jax.Array) -> jax.Array:
+        """``(...,)`` int -> ``(..., d)`` float32 codes in ``{-a, +a}^d``."""
+        bits = binary_bits(check_indices(indices), self.dim)
+        a = self.amplitude
+        return jnp.where(bits, a, -a).astype(jnp.float32)
+
+    @classmethod
+    def from_config(cls, config: Any, d: int) -> BinaryQuantizer:
+        """Builds the layer from ``config`` (entropy_weight, diversity_gamma, commit_weight,
+        temperature; absent keys take the constructor's defaults)."""
+        g = lambda k, v: get_opt(config, k, v)
+        return cls(
+            d,
+            entropy_weight=g("entropy_weight", 0.1),
+            diversity_gamma=g("diversity_gamma", 1.0),
+            commit_weight=g("commit_weight", 0.25),
+            temperature=g("temperature", cls.default_temperature),
+        )
+
+
 def get_opt(config: Any, key: str, default: Any) -> Any:
     """``config[key]`` when present (ConfigDict or dict), else ``default``."""
     if config is None:

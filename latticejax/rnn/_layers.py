@@ -1,10 +1,12 @@
-"""Small shared pieces of the token mixers: validation, short causal convolution, output gate.
+"""Shared pieces of the token mixers: validation, short causal conv, input/state plumbing, gate.
 
 The short depthwise causal convolution on q/k/v and the gated, head-normalized output follow the
 DeltaNet / Gated DeltaNet token-mixer design (arXiv 2406.06484, 2412.06464).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -95,3 +97,65 @@ def head_rms_norm(x: jax.Array, scale: jax.Array, eps: float = 1e-6) -> jax.Arra
 def l2_normalize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
     """x / ||x|| over the last axis (eps-guarded)."""
     return x * jax.lax.rsqrt(jnp.sum(x * x, axis=-1, keepdims=True) + eps)
+
+
+MODES = ("chunked", "exact")
+
+
+def check_mixer_args(d_model: int, num_heads: int, chunk_size: int, mode: str) -> int:
+    """Validates the arguments every recurrent token mixer takes; returns the head size."""
+    head_dim = check_heads(d_model, num_heads)
+    check_chunk_size(chunk_size)
+    if mode not in MODES:
+        raise ValueError(f"mode must be 'chunked' or 'exact', got {mode!r}.")
+    return head_dim
+
+
+def mixer_inputs(
+    x: jax.Array, project: Callable[[jax.Array], jax.Array], conv: ShortConv | None
+) -> jax.Array:
+    """Projects x (B, T, d_model) to the fused q/k/v channels (B, T, C), then the short conv."""
+    qkv = project(x)
+    if conv is not None:
+        qkv = conv(qkv)
+    return qkv
+
+
+def mixer_step_inputs(
+    state: dict[str, jax.Array],
+    x_t: jax.Array,
+    project: Callable[[jax.Array], jax.Array],
+    conv: ShortConv | None,
+) -> tuple[dict[str, jax.Array], jax.Array]:
+    """Decoding counterpart of `mixer_inputs` for one token x_t (B, d_model).
+
+    Checks ``state["memory"]`` against x_t's batch first; returns a shallow copy of ``state``
+    with the conv buffer advanced (the caller writes ``"memory"``) and the channels (B, C).
+    """
+    check_state_batch(state, x_t, "memory")
+    qkv = project(x_t)
+    new = dict(state)
+    if conv is not None:
+        new["conv"], qkv = conv.step(state["conv"], qkv)
+    return new, qkv
+
+
+def mixer_state(memory: jax.Array, conv: ShortConv | None, batch: int) -> dict[str, jax.Array]:
+    """Decoding state ``{"memory": memory}`` plus the conv buffer (B, K-1, C) when conv is set."""
+    state = {"memory": memory}
+    if conv is not None:
+        state["conv"] = conv.init_state(batch)
+    return state
+
+
+def gated_output(
+    x: jax.Array, o: jax.Array, norm_scale: jax.Array, gate: nnx.Linear, out: nnx.Linear
+) -> jax.Array:
+    """Per-head RMSNorm of o (..., H, d), SiLU gate from x (..., d_model), output projection.
+
+    The gated output of the DeltaNet token mixer (arXiv 2406.06484); returns (..., d_model) in
+    x's dtype.
+    """
+    o = head_rms_norm(o, norm_scale)
+    o = o.reshape(x.shape[:-1] + (-1,)) * jax.nn.silu(gate(x))
+    return out(o.astype(x.dtype))

@@ -31,6 +31,21 @@ from latticejax.rnn._layers import check_chunk_size, pad_to_chunks
 Array = jax.Array
 
 
+def scan_tokens(body, h0: Array, xs: tuple[Array, ...], out_dtype) -> tuple[Array, Array]:
+    """``lax.scan`` of a per-token recurrence over the time axis of (B, T, ...) inputs.
+
+    Args:
+      body: ``(state, per-token slices (B, ...)) -> (state, o_t (B, ...))``.
+      h0: initial state, cast to float32. xs: arrays (B, T, ...), cast to float32.
+      out_dtype: dtype of the returned outputs.
+    Returns:
+      o (B, T, ...) in ``out_dtype``, final state float32.
+    """
+    xs = [jnp.moveaxis(a.astype(jnp.float32), 1, 0) for a in xs]
+    hT, o = jax.lax.scan(body, h0.astype(jnp.float32), xs)
+    return jnp.moveaxis(o, 0, 1).astype(out_dtype), hT
+
+
 def delta_rule_recurrent(
     q: Array,
     k: Array,
@@ -62,9 +77,7 @@ def delta_rule_recurrent(
         state = state + b_t[..., None, None] * k_t[..., :, None] * e[..., None, :]
         return state, jnp.einsum("bhk,bhkv->bhv", q_t, state)
 
-    xs = [jnp.moveaxis(a.astype(jnp.float32), 1, 0) for a in (q, k, v, beta, log_alpha)]
-    hT, o = jax.lax.scan(body, h0.astype(jnp.float32), xs)
-    return jnp.moveaxis(o, 0, 1).astype(q.dtype), hT
+    return scan_tokens(body, h0, (q, k, v, beta, log_alpha), q.dtype)
 
 
 def unit_lower_inverse(m: Array) -> Array:
@@ -166,6 +179,16 @@ def from_chunks(x: Array, t: int) -> Array:
     return x[:, :t]
 
 
+def scan_chunks(body, h0: Array, xs: tuple[Array, ...], t: int, out_dtype) -> tuple[Array, Array]:
+    """``lax.scan`` of a per-chunk step over chunked inputs (N, B, H, L, ...) (`to_chunks`).
+
+    ``body: (state, chunk slices) -> (state, o (B, H, L, D))``; h0 is cast to float32. Returns
+    o (B, t, H, D) in ``out_dtype`` (padding dropped, `from_chunks`) and the final state.
+    """
+    hT, o = jax.lax.scan(body, h0.astype(jnp.float32), xs)
+    return from_chunks(o, t).astype(out_dtype), hT
+
+
 def delta_rule_chunked(
     q: Array,
     k: Array,
@@ -199,5 +222,4 @@ def delta_rule_chunked(
         o, state, _ = chunk_step(state, *xs, dtype=dtype)
         return state, o
 
-    hT, o = jax.lax.scan(body, h0.astype(f32), (qc, kc, vc, bc, gc))
-    return from_chunks(o, t).astype(q.dtype), hT
+    return scan_chunks(body, h0, (qc, kc, vc, bc, gc), t, q.dtype)

@@ -12,14 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from latticejax.rnn._layers import (
-    ShortConv,
-    check_chunk_size,
-    check_heads,
-    check_state_batch,
-    head_rms_norm,
-    l2_normalize,
-)
+from latticejax.rnn import _layers
 from latticejax.rnn.delta_rule import delta_rule_chunked, delta_rule_recurrent
 
 Array = jax.Array
@@ -49,10 +42,7 @@ class DeltaNet(nnx.Module):
         dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
-        self.head_dim = check_heads(d_model, num_heads)
-        check_chunk_size(chunk_size)
-        if mode not in ("chunked", "exact"):
-            raise ValueError(f"mode must be 'chunked' or 'exact', got {mode!r}.")
+        self.head_dim = _layers.check_mixer_args(d_model, num_heads, chunk_size, mode)
         self.num_heads, self.gated, self.mode = num_heads, gated, mode
         self.chunk_size, self.dtype = chunk_size, dtype
         lin = lambda i, o: nnx.Linear(i, o, use_bias=False, rngs=rngs)
@@ -61,7 +51,7 @@ class DeltaNet(nnx.Module):
         self.decay_proj = nnx.Linear(d_model, num_heads, rngs=rngs) if gated else None
         if gated:
             self.decay_proj.bias[...] = jnp.full((num_heads,), -4.0)
-        self.conv = ShortConv(3 * d_model, conv_size, rngs=rngs) if conv_size else None
+        self.conv = _layers.ShortConv(3 * d_model, conv_size, rngs=rngs) if conv_size else None
         self.gate_proj, self.out_proj = lin(d_model, d_model), lin(d_model, d_model)
         self.norm_scale = nnx.Param(jnp.ones((num_heads, self.head_dim)))
 
@@ -69,20 +59,16 @@ class DeltaNet(nnx.Module):
         shape = x.shape[:-1] + (3, self.num_heads, self.head_dim)
         qkv = jax.nn.silu(qkv).reshape(shape)
         q, k, v = (qkv[..., i, :, :] for i in range(3))
-        q, k = l2_normalize(q), l2_normalize(k)
+        q, k = _layers.l2_normalize(q), _layers.l2_normalize(k)
         beta = jax.nn.sigmoid(self.beta_proj(x).astype(jnp.float32))
         la = -jax.nn.softplus(self.decay_proj(x).astype(jnp.float32)) if self.gated else None
         return q, k, v, beta, la
 
     def _output(self, x: Array, o: Array) -> Array:
-        o = head_rms_norm(o, self.norm_scale[...])
-        o = o.reshape(x.shape[:-1] + (-1,)) * jax.nn.silu(self.gate_proj(x))
-        return self.out_proj(o.astype(x.dtype))
+        return _layers.gated_output(x, o, self.norm_scale[...], self.gate_proj, self.out_proj)
 
     def __call__(self, x: Array) -> Array:
-        qkv = self.qkv_proj(x)
-        if self.conv is not None:
-            qkv = self.conv(qkv)
+        qkv = _layers.mixer_inputs(x, self.qkv_proj, self.conv)
         q, k, v, beta, la = self._inputs(x, qkv)
         if self.mode == "exact":
             o, _ = delta_rule_recurrent(q, k, v, beta, la)
@@ -96,18 +82,12 @@ class DeltaNet(nnx.Module):
         """Decoding state: memory (B, H, d_k, d_v) float32 and conv buffer; max_len unused."""
         del max_len
         d = self.head_dim
-        state = {"memory": jnp.zeros((batch, self.num_heads, d, d), jnp.float32)}
-        if self.conv is not None:
-            state["conv"] = self.conv.init_state(batch)
-        return state
+        memory = jnp.zeros((batch, self.num_heads, d, d), jnp.float32)
+        return _layers.mixer_state(memory, self.conv, batch)
 
     def step(self, state: dict[str, Array], x_t: Array) -> tuple[dict[str, Array], Array]:
         """One token: x_t (B, d_model) -> (new state, y_t (B, d_model))."""
-        check_state_batch(state, x_t, "memory")
-        qkv = self.qkv_proj(x_t)
-        new = dict(state)
-        if self.conv is not None:
-            new["conv"], qkv = self.conv.step(state["conv"], qkv)
+        new, qkv = _layers.mixer_step_inputs(state, x_t, self.qkv_proj, self.conv)
         q, k, v, beta, la = self._inputs(x_t, qkv)
         o, new["memory"] = delta_rule_recurrent(
             q[:, None],

@@ -36,15 +36,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from latticejax.rnn._layers import (
-    ShortConv,
-    check_chunk_size,
-    check_heads,
-    check_state_batch,
-    head_rms_norm,
-    l2_normalize,
-)
-from latticejax.rnn.delta_rule import chunk_step, from_chunks, to_chunks
+from latticejax.rnn import _layers
+from latticejax.rnn.delta_rule import chunk_step, scan_chunks, scan_tokens, to_chunks
 
 Array = jax.Array
 NORM_EPS = 1e-6
@@ -153,9 +146,7 @@ def lattice_recurrent(
         )
         return h, o
 
-    xs = [jnp.moveaxis(a, 1, 0) for a in (q, k, v, eta, log_alpha)]
-    hT, o = jax.lax.scan(body, h0.astype(jnp.float32), xs)
-    return jnp.moveaxis(o, 0, 1).astype(v.dtype), hT
+    return scan_tokens(body, h0, (q, k, v, eta, log_alpha), v.dtype)
 
 
 def lattice_chunked(
@@ -181,7 +172,7 @@ def lattice_chunked(
     from the previous pass's errors (each pass costs one more chunk solve). ``dtype`` is the
     matmul operand dtype (bfloat16 allowed); the state and the solve stay float32.
     """
-    check_chunk_size(chunk_size)
+    _layers.check_chunk_size(chunk_size)
     _check_decay(log_alpha, normalize)
     if n_refine < 0:
         raise ValueError(f"n_refine must be >= 0, got {n_refine}.")
@@ -215,8 +206,7 @@ def lattice_chunked(
             o, h_end, _ = chunk_step(h, r_c * scale, c, v_c, eta_c, g_c, None, dtype)
         return h_end, o
 
-    hT, o = jax.lax.scan(body, h0.astype(f32), (rc, kc, vc, ec, gc))
-    return from_chunks(o, t).astype(v.dtype), hT
+    return scan_chunks(body, h0, (rc, kc, vc, ec, gc), t, v.dtype)
 
 
 class LatticeMemory(nnx.Module):
@@ -256,10 +246,7 @@ class LatticeMemory(nnx.Module):
         dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
-        self.head_dim = check_heads(d_model, num_heads)
-        check_chunk_size(chunk_size)
-        if mode not in ("chunked", "exact"):
-            raise ValueError(f"mode must be 'chunked' or 'exact', got {mode!r}.")
+        self.head_dim = _layers.check_mixer_args(d_model, num_heads, chunk_size, mode)
         if readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}.")
         if eta_fn not in ("sigmoid", "softplus"):
@@ -279,11 +266,11 @@ class LatticeMemory(nnx.Module):
         self.decay_proj = nnx.Linear(d_model, num_heads, rngs=rngs) if decay else None
         if decay:  # start near alpha = exp(-softplus(-4)) ~ 0.98
             self.decay_proj.bias[...] = jnp.full((num_heads,), -4.0)
-        self.conv = ShortConv(2 * hm + hd, conv_size, rngs=rngs) if conv_size else None
+        self.conv = _layers.ShortConv(2 * hm + hd, conv_size, rngs=rngs) if conv_size else None
         self.gate_proj, self.out_proj = lin(d_model, d_model), lin(d_model, d_model)
         self.norm_scale = nnx.Param(jnp.ones((num_heads, self.head_dim)))
         h0 = jax.random.normal(rngs.params(), (num_heads, num_slots, self.head_dim))
-        self.h0 = nnx.Param(l2_normalize(h0))  # unit slots
+        self.h0 = nnx.Param(_layers.l2_normalize(h0))  # unit slots
 
     def _inputs(self, x: Array, qkv: Array):
         hm = self.num_heads * self.num_slots
@@ -292,26 +279,22 @@ class LatticeMemory(nnx.Module):
         q = qkv[..., :hm].reshape(shape + (self.num_heads, self.num_slots))
         k = qkv[..., hm : 2 * hm].reshape(shape + (self.num_heads, self.num_slots))
         v = qkv[..., 2 * hm :].reshape(shape + (self.num_heads, self.head_dim))
-        k = l2_normalize(k)
+        k = _layers.l2_normalize(k)
         if self.readout == "linear":
-            q = l2_normalize(q)
+            q = _layers.l2_normalize(q)
         act = jax.nn.sigmoid if self.eta_fn == "sigmoid" else jax.nn.softplus
         eta = act(self.eta_proj(x).astype(jnp.float32))
         la = -jax.nn.softplus(self.decay_proj(x).astype(jnp.float32)) if self.decay else None
         return q, k, v, eta, la
 
     def _output(self, x: Array, o: Array) -> Array:
-        o = head_rms_norm(o, self.norm_scale[...])
-        o = o.reshape(x.shape[:-1] + (-1,)) * jax.nn.silu(self.gate_proj(x))
-        return self.out_proj(o.astype(x.dtype))
+        return _layers.gated_output(x, o, self.norm_scale[...], self.gate_proj, self.out_proj)
 
     def _qkv(self, x: Array) -> Array:
         return jnp.concatenate([self.q_proj(x), self.k_proj(x), self.v_proj(x)], axis=-1)
 
     def __call__(self, x: Array) -> Array:
-        qkv = self._qkv(x)
-        if self.conv is not None:
-            qkv = self.conv(qkv)
+        qkv = _layers.mixer_inputs(x, self._qkv, self.conv)
         q, k, v, eta, la = self._inputs(x, qkv)
         h0 = jnp.broadcast_to(self.h0[...], (x.shape[0],) + self.h0.shape)
         kw = dict(normalize=self.normalize, project=self.project, readout=self.readout)
@@ -335,18 +318,12 @@ class LatticeMemory(nnx.Module):
     def init_state(self, batch: int, max_len: int | None = None) -> dict[str, Array]:
         """Decoding state: memory (B, H, m, d) float32 and conv buffer; ``max_len`` is unused."""
         del max_len
-        state = {"memory": jnp.broadcast_to(self.h0[...], (batch,) + self.h0.shape)}
-        if self.conv is not None:
-            state["conv"] = self.conv.init_state(batch)
-        return state
+        memory = jnp.broadcast_to(self.h0[...], (batch,) + self.h0.shape)
+        return _layers.mixer_state(memory, self.conv, batch)
 
     def step(self, state: dict[str, Array], x_t: Array) -> tuple[dict[str, Array], Array]:
         """One token: x_t (B, d_model) -> (new state, y_t (B, d_model)); exact recurrence."""
-        check_state_batch(state, x_t, "memory")
-        qkv = self._qkv(x_t)
-        new = dict(state)
-        if self.conv is not None:
-            new["conv"], qkv = self.conv.step(state["conv"], qkv)
+        new, qkv = _layers.mixer_step_inputs(state, x_t, self._qkv, self.conv)
         q, k, v, eta, la = self._inputs(x_t, qkv)
         new["memory"], o = lattice_step(
             state["memory"],

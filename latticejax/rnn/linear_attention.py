@@ -12,14 +12,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from latticejax.rnn._layers import (
-    ShortConv,
-    check_chunk_size,
-    check_heads,
-    check_state_batch,
-    head_rms_norm,
-)
-from latticejax.rnn.delta_rule import from_chunks, to_chunks
+from latticejax.rnn import _layers
+from latticejax.rnn.delta_rule import scan_chunks, scan_tokens, to_chunks
 
 Array = jax.Array
 
@@ -41,9 +35,7 @@ def linear_attention_recurrent(
         s = s + k_t[..., :, None] * v_t[..., None, :]
         return s, jnp.einsum("bhk,bhkv->bhv", q_t, s)
 
-    xs = [jnp.moveaxis(a.astype(jnp.float32), 1, 0) for a in (q, k, v)]
-    hT, o = jax.lax.scan(body, h0.astype(jnp.float32), xs)
-    return jnp.moveaxis(o, 0, 1).astype(q.dtype), hT
+    return scan_tokens(body, h0, (q, k, v), q.dtype)
 
 
 def linear_attention_chunked(
@@ -56,7 +48,7 @@ def linear_attention_chunked(
     dtype=jnp.float32,
 ) -> tuple[Array, Array]:
     """Chunk-parallel causal linear attention; shapes and results as the recurrent form."""
-    check_chunk_size(chunk_size)
+    _layers.check_chunk_size(chunk_size)
     b, t, h, dk = k.shape
     if h0 is None:
         h0 = jnp.zeros((b, h, dk, v.shape[-1]), jnp.float32)
@@ -71,8 +63,7 @@ def linear_attention_chunked(
         return s + mm("bhtk,bhtv->bhkv", k_c, v_c), o
 
     xs = tuple(to_chunks(a.astype(f32), chunk_size) for a in (q, k, v))
-    hT, o = jax.lax.scan(body, h0.astype(f32), xs)
-    return from_chunks(o, t).astype(q.dtype), hT
+    return scan_chunks(body, h0, xs, t, q.dtype)
 
 
 class LinearAttention(nnx.Module):
@@ -93,14 +84,11 @@ class LinearAttention(nnx.Module):
         dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
-        self.head_dim = check_heads(d_model, num_heads)
-        check_chunk_size(chunk_size)
-        if mode not in ("chunked", "exact"):
-            raise ValueError(f"mode must be 'chunked' or 'exact', got {mode!r}.")
+        self.head_dim = _layers.check_mixer_args(d_model, num_heads, chunk_size, mode)
         self.num_heads, self.mode, self.chunk_size, self.dtype = num_heads, mode, chunk_size, dtype
         lin = lambda i, o: nnx.Linear(i, o, use_bias=False, rngs=rngs)
         self.qkv_proj = lin(d_model, 3 * d_model)
-        self.conv = ShortConv(3 * d_model, conv_size, rngs=rngs) if conv_size else None
+        self.conv = _layers.ShortConv(3 * d_model, conv_size, rngs=rngs) if conv_size else None
         self.gate_proj, self.out_proj = lin(d_model, d_model), lin(d_model, d_model)
         self.norm_scale = nnx.Param(jnp.ones((num_heads, self.head_dim)))
 
@@ -111,14 +99,10 @@ class LinearAttention(nnx.Module):
         return (jax.nn.elu(q) + 1.0) * scale, jax.nn.elu(k) + 1.0, v
 
     def _output(self, x: Array, o: Array) -> Array:
-        o = head_rms_norm(o, self.norm_scale[...])
-        o = o.reshape(x.shape[:-1] + (-1,)) * jax.nn.silu(self.gate_proj(x))
-        return self.out_proj(o.astype(x.dtype))
+        return _layers.gated_output(x, o, self.norm_scale[...], self.gate_proj, self.out_proj)
 
     def __call__(self, x: Array) -> Array:
-        qkv = self.qkv_proj(x)
-        if self.conv is not None:
-            qkv = self.conv(qkv)
+        qkv = _layers.mixer_inputs(x, self.qkv_proj, self.conv)
         q, k, v = self._inputs(x, qkv)
         if self.mode == "exact":
             o, _ = linear_attention_recurrent(q, k, v)
@@ -130,18 +114,12 @@ class LinearAttention(nnx.Module):
         """Decoding state: memory (B, H, d_k, d_v) float32 and conv buffer; max_len unused."""
         del max_len
         d = self.head_dim
-        state = {"memory": jnp.zeros((batch, self.num_heads, d, d), jnp.float32)}
-        if self.conv is not None:
-            state["conv"] = self.conv.init_state(batch)
-        return state
+        memory = jnp.zeros((batch, self.num_heads, d, d), jnp.float32)
+        return _layers.mixer_state(memory, self.conv, batch)
 
     def step(self, state: dict[str, Array], x_t: Array) -> tuple[dict[str, Array], Array]:
         """One token: x_t (B, d_model) -> (new state, y_t (B, d_model))."""
-        check_state_batch(state, x_t, "memory")
-        qkv = self.qkv_proj(x_t)
-        new = dict(state)
-        if self.conv is not None:
-            new["conv"], qkv = self.conv.step(state["conv"], qkv)
+        new, qkv = _layers.mixer_step_inputs(state, x_t, self.qkv_proj, self.conv)
         q, k, v = self._inputs(x_t, qkv)
         o, new["memory"] = linear_attention_recurrent(
             q[:, None], k[:, None], v[:, None], state["memory"]
