@@ -1,12 +1,13 @@
 r"""Expands a small grid of config overrides into runs, each in its own sub-workdir.
 
   python -m latticejax.train.sweep --config=configs/vqvae.py:tiny --workdir=runs/sweep \
-      --grid='quantizer.name=fsq,leech_sq;seed=0,1'
+      --grid='optimizer.learning_rate=1e-3,3e-4;seed=0,1'
 
 ``--grid`` is ``key=v1,v2;key2=w1,w2`` (the Cartesian product, in order); values are parsed as the
-type of the config field, exactly like ``--config.key=value``. Run ``quantizer.name=fsq,seed=1``
-goes to ``<workdir>/quantizer.name=fsq,seed=1``; finished runs are skipped on a rerun (each run
-resumes from its own checkpoints). ``--config.*`` overrides apply to every run.
+type of the config field, exactly like ``--config.key=value``. The run
+``optimizer.learning_rate=3e-4,seed=1`` goes to ``<workdir>/optimizer.learning_rate=3e-4,seed=1``;
+finished runs are skipped on a rerun (each run resumes from its own checkpoints). ``--config.*``
+overrides apply to every run.
 """
 
 from __future__ import annotations
