@@ -189,18 +189,6 @@ def run_table(variant: str, workdir: str) -> str:
 
 
 if __name__ == "__main__":
-    import sys
+    from experiments import _table_cli
 
-    from absl import app, flags
-
-    flags.DEFINE_string("workdir", None, "Output directory of the table.")
-    flags.DEFINE_enum("variant", "cpu", sorted(SWEEPS), "Sweep size.")
-
-    def _main(argv):
-        del argv
-        if "" not in sys.path:
-            sys.path.insert(0, "")
-        print(run_table(flags.FLAGS.variant, flags.FLAGS.workdir))
-
-    flags.mark_flag_as_required("workdir")
-    app.run(_main)
+    _table_cli.main(run_table, SWEEPS)
