@@ -22,26 +22,16 @@ import ml_collections
 import optax
 from flax import nnx
 
+from experiments import mqar
 from latticejax.data import load_dataset
 from latticejax.rnn import DecoderLM
 
 
 def mixer_kwargs(model_config: ml_collections.ConfigDict) -> dict:
-    """Keyword arguments of the mixer named by ``model.mixer`` from the shared model keys."""
-    c = model_config
-    kw = {"num_heads": c.num_heads}
-    if c.mixer == "attention":
-        kw.update(max_len=c.max_len)
-    else:
-        kw.update(chunk_size=c.chunk_size, mode=c.mode)
-    if c.mixer == "lattice":
-        kw.update(
-            num_slots=c.num_slots,
-            normalize=c.normalize,
-            project=c.project,
-            readout=c.readout,
-            n_refine=c.n_refine,
-        )
+    """MQAR's mixer keyword arguments, plus the KV-cache length of the attention mixer."""
+    kw = mqar.mixer_kwargs(model_config)
+    if model_config.mixer == "attention":
+        kw.update(max_len=model_config.max_len)
     return kw
 
 
