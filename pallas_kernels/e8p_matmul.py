@@ -157,18 +157,19 @@ def _e8p_kernel(xr_ref, w_ref, tbl_ref, o_ref, *, kw, steps, rows_m, ncol, bs: E
 
 def default_block_sizes(m: int, k: int, n: int) -> E8PBlockSizes:
     """Split K until ~3500 programs (the decode loop is latency-bound at small batch, as for the
-    GLVQ kernel; docs/kernel_notes.md). See arXiv 2402.04396."""
+    GLVQ kernel; docs/kernel_notes.md), keeping >= 2 steps per program. arXiv 2402.04396."""
     bn = 128
     while bn > 16 and n % bn:
         bn //= 2
-    kw = packing.num_words(k, 16)
+    kw = -(-(k // packing.E8P_BLOCK) // 2)
+    bk = 16 if m <= 4 else 32
     split = 1
-    while (n // bn) * split < 3500 and split * 2 * 16 <= kw:
+    while (n // bn) * split < 3500 and split * 4 * bk <= kw:
         split *= 2
     if m <= 4:
-        return E8PBlockSizes(mode="fma", block_n=bn, block_k=16, split_k=split, num_warps=4)
+        return E8PBlockSizes(mode="fma", block_n=bn, block_k=bk, split_k=split, num_warps=4)
     bm = 16 if m <= 16 else (32 if m <= 32 else 64)
-    return E8PBlockSizes(mode="dot", block_n=bn, block_k=16, block_m=bm, split_k=split)
+    return E8PBlockSizes(mode="dot", block_n=bn, block_k=bk, block_m=bm, split_k=split)
 
 
 def check_block_sizes(bs: E8PBlockSizes, m: int, n: int) -> None:
@@ -244,7 +245,7 @@ def e8p_call(
     return jnp.sum(partial, axis=0)[:m] * (0.5 * packed.scales[None, :])
 
 
-def bench(m: int, k: int, n: int) -> dict:
+def bench(m: int, k: int, n: int, bs: E8PBlockSizes | None = None) -> dict:
     """E8P kernel vs bf16 ``jnp.dot`` and XLA decode-then-dot, same run (arXiv 2402.04396).
 
     Returns a dict with the medians in microseconds, the speed-up over bf16 and the kernel's
@@ -262,7 +263,8 @@ def bench(m: int, k: int, n: int) -> dict:
         sets_k.append((x, pk))
         sets_b.append((x, w))
         sets_x.append((x, pk))
-    kern = jax.jit(lambda x, pk: e8p_call(x, pk))
+    bs = bs or default_block_sizes(m, k, n)
+    kern = jax.jit(lambda x, pk: e8p_call(x, pk, bs))
     t_k = _timing.time_per_call(kern, sets_k)
     t_b = _timing.time_per_call(lambda x, w: jnp.dot(x, w), sets_b)
     t_x = _timing.time_per_call(lambda x, pk: x @ packing.dequantize(pk).astype(x.dtype), sets_x)
@@ -279,12 +281,19 @@ def bench(m: int, k: int, n: int) -> dict:
         xla_dequant_us=t_x * 1e6,
         speedup_vs_bf16=t_b / t_k,
         rel_err=err,
-        block_sizes=str(default_block_sizes(m, k, n)),
+        block_sizes=str(bs),
     )
 
 
 if __name__ == "__main__":
     import json
+    import sys
 
-    for shape in ((1, 8192, 28672), (16, 8192, 28672), (1, 4096, 4096)):
-        print(json.dumps(bench(*shape)), flush=True)
+    variants = {
+        1: [None, E8PBlockSizes("fma", 128, 32, 16, 8), E8PBlockSizes("fma", 128, 16, 16, 8, 8)],
+        16: [None, E8PBlockSizes("dot", 128, 64, 16, 4), E8PBlockSizes("dot", 64, 32, 16, 16)],
+    }
+    sweep = "--sweep" in sys.argv
+    for m, k, n in ((1, 8192, 28672), (16, 8192, 28672), (1, 4096, 4096)):
+        for bs in variants[m] if sweep and k == 8192 else [None]:
+            print(json.dumps(bench(m, k, n, bs)), flush=True)
