@@ -156,17 +156,20 @@ def _e8p_kernel(xr_ref, w_ref, tbl_ref, o_ref, *, kw, steps, rows_m, ncol, bs: E
 
 
 def default_block_sizes(m: int, k: int, n: int) -> E8PBlockSizes:
-    """Split K until ~3500 programs (the decode loop is latency-bound at small batch, as for the
-    GLVQ kernel; docs/kernel_notes.md), keeping >= 2 steps per program. arXiv 2402.04396."""
-    bn = 128
+    """Many short programs (the decode loop is latency-bound at small batch, as for the GLVQ
+    kernel; docs/kernel_notes.md): split K until ~3500 programs (FMA) / ~7000 programs of 64
+    columns (tensor cores), keeping >= 2 (FMA) / 1 (tensor cores) steps per program; H100
+    sweep in BENCHMARKS.md. arXiv 2402.04396."""
+    fma = m <= 4
+    bn = 128 if fma else 64
     while bn > 16 and n % bn:
         bn //= 2
     kw = -(-(k // packing.E8P_BLOCK) // 2)
-    bk = 16 if m <= 4 else 32
-    split = 1
-    while (n // bn) * split < 3500 and split * 4 * bk <= kw:
+    bk = 16 if fma else 32
+    split, target, min_steps = 1, (3500 if fma else 7000), (2 if fma else 1)
+    while (n // bn) * split < target and split * 2 * min_steps * bk <= kw:
         split *= 2
-    if m <= 4:
+    if fma:
         return E8PBlockSizes(mode="fma", block_n=bn, block_k=bk, split_k=split, num_warps=4)
     bm = 16 if m <= 16 else (32 if m <= 32 else 64)
     return E8PBlockSizes(mode="dot", block_n=bn, block_k=bk, block_m=bm, split_k=split)
