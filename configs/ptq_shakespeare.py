@@ -3,6 +3,11 @@ r"""PTQ table (method x bits -> perplexity, layer error, bits/weight, time) for 
   python -m experiments.ptq --config=configs/ptq_shakespeare.py --workdir=runs/ptq
   python -m experiments.ptq --config=configs/ptq_shakespeare.py:tiny --workdir=/tmp/ptq
 
+Only the 2-bit rows, no QAT rows (what docs/ptq_results.md reports first):
+
+  python -m experiments.ptq --config=configs/ptq_shakespeare.py --workdir=runs/ptq \
+    '--config.bits=(2,)' --config.qat_lattices=
+
 Variants: ``tiny`` (a seconds-long run: tiny LM, few methods, what the tests run).
 """
 
@@ -26,7 +31,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.methods = (
         "rtn,gptq,glvq"
         if tiny
-        else "rtn,gptq,gptq_babai,gptq_had,ldlq_e8_had,glvq_zn,glvq_dn,glvq_e8,glvq"
+        else "rtn,gptq,gptq_babai,gptq_had,ldlq_e8_had,glvq_zn,glvq_dn,glvq_e8,glvq,glvq_e8p"
     )
     c.bits = (2,) if tiny else (2, 3, 4)
     # GLVQ QAT rows (lattices of configs/qat.py), fine-tuned from the fp weights.

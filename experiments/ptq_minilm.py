@@ -11,8 +11,9 @@ is the same as under fp32). Writes ``results.md`` / ``results.json`` to the work
   python -m experiments.ptq_minilm --workdir=runs/ptq_minilm
   python -m experiments.ptq_minilm --workdir=/tmp/m --methods=rtn --bits=4 --calib=16 --eval=32
 
-Methods needing a power-of-two input dim (``gptq_had``, ``ldlq_e8_had``) do not apply here
-(K = 384 or 1536).
+The Hadamard methods (``gptq_had``, ``ldlq_e8_had``, and ``glvq*`` under ``glvq_hadamard``)
+rotate K = 384 = 12 * 32 and 1536 = 12 * 128 with a Paley order-12 Hadamard matrix times the
+fast Walsh-Hadamard transform (`latticejax.quant.hadamard`).
 """
 
 from __future__ import annotations
@@ -188,7 +189,7 @@ def main(argv: list[str]) -> None:
 if __name__ == "__main__":
     flags.DEFINE_string("workdir", None, "Output directory.")
     flags.DEFINE_string(
-        "methods", "rtn,gptq,gptq_babai,glvq_e8,glvq", "latticejax.quant.ptq.METHODS"
+        "methods", "rtn,gptq,gptq_had,ldlq_e8_had,glvq,glvq_e8p", "latticejax.quant.ptq.METHODS"
     )
     flags.DEFINE_string("bits", "2,3,4", "Code bit widths, comma-separated.")
     flags.DEFINE_integer("calib", 128, "Calibration lines.")

@@ -38,6 +38,7 @@ from latticejax.quant._checks import (
     check_nonsingular,
     code_range,
 )
+from latticejax.quant.rtn import search_scales
 
 LATTICES = ("glvq", "zn", "dn", "e8")
 INITS = ("identity", "cholesky")
@@ -168,6 +169,18 @@ def bits_per_weight(
     return bits + overhead / (K * N)
 
 
+def step_grid(n_grid: int = 48) -> jax.Array:
+    """``(n_grid,)`` candidate cell sizes ``c``, log-spaced from 1/4 to 2, in units of the
+    per-column RTN step (`rtn.search_scales`), which is where the coordinates are measured.
+
+    Both choices fix a bug of the first version, whose scales were the column RMS and whose
+    grid was linear in the row block's maximum: a group of rows shares ``c`` across all
+    columns, so one outlier weight (all-MiniLM-L6-v2 has a 7.9 among ~0.03 weights on its most
+    used input row) could not be represented in its column and was clipped to 5% of its value.
+    """
+    return jnp.exp(jnp.linspace(np.log(0.25), np.log(2.0), n_grid))
+
+
 def _unit_basis_for(lattice: str, d: int) -> np.ndarray:
     return np.eye(d) if lattice == "glvq" else fixed_lattice(lattice, d).unit_basis
 
@@ -185,15 +198,17 @@ def init_generators(
     group_dim: int = 8,
     group_out: int | None = None,
     init: str = "identity",
-    n_grid: int = 32,
+    n_grid: int = 48,
 ) -> tuple[jax.Array, jax.Array]:
     """Initial ``(G, scales)`` for `glvq_fake_quant` (arXiv 2510.20984 §3.3).
 
-    ``scales[n]`` is the RMS of column ``n``. The per-group shape ``B`` is the unit identity
-    (``init="identity"``; fixed lattices use their own unit basis) or the transposed Cholesky
-    factor of the group's d×d second moment normalized to unit determinant
+    ``scales[n]`` is the MSE-optimal RTN step of column ``n`` (`rtn.search_scales`), so that
+    every column's range, outliers included, is representable. The per-group shape ``B`` is
+    the unit identity (``init="identity"``; fixed lattices use their own unit basis) or the
+    transposed Cholesky factor of the group's d×d second moment normalized to unit determinant
     (``init="cholesky"``, GLVQ only), so that ``v @ B^-1`` is white. The size ``c`` of
-    ``G = c B`` minimizes the group's Babai-rounding error over ``n_grid`` candidates.
+    ``G = c B`` minimizes the group's Babai-rounding error over the ``n_grid`` candidates of
+    `step_grid` (log-spaced multiples of the column step).
 
     Args:
       W: ``(K, N)`` float weight. bits: 1..8. lattice: one of ``LATTICES``.
@@ -219,7 +234,7 @@ def init_generators(
 @functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6))
 def _init_generators(W, bits, lattice, group_dim, group_out, init, n_grid):
     d = group_dim
-    scales = jnp.sqrt(jnp.mean(W * W, axis=0)) + 1e-8
+    scales = search_scales(W, bits, axis=0)
     V = to_vectors(W / scales, d, group_out)
     kb, ng = V.shape[:2]
     if init == "cholesky":
@@ -229,19 +244,14 @@ def _init_generators(W, bits, lattice, group_dim, group_out, init, n_grid):
         B = B / jnp.abs(jnp.linalg.det(B))[..., None, None] ** (1.0 / d)
     else:
         B = jnp.broadcast_to(jnp.asarray(_unit_basis_for(lattice, d), W.dtype), (kb, ng, d, d))
-    _, hi = code_range(bits)
-    # Candidates span from tiny cells to cells whose box covers the largest coordinate.
-    vmax = jnp.max(jnp.abs(jnp.einsum("bgcd,bgde->bgce", V, jnp.linalg.inv(B))), axis=(2, 3))
-    top = vmax / max(hi, 0.5)
-    alphas = jnp.linspace(1.0 / n_grid, 1.0, n_grid, dtype=W.dtype)
+    cands = step_grid(n_grid).astype(W.dtype)
     decode = lambda V_, G_: babai_codes(V_, G_, bits)
 
-    def err_for(alpha):
-        c = alpha * top
-        return _decode_error(V, c[..., None, None] * B, bits, decode)
+    def err_for(c):
+        return _decode_error(V, c * B, bits, decode)
 
-    errs = jax.lax.map(err_for, alphas)  # (n_grid, kb, ng)
-    c = alphas[jnp.argmin(errs, axis=0)] * top
+    errs = jax.lax.map(err_for, cands)  # (n_grid, kb, ng)
+    c = cands[jnp.argmin(errs, axis=0)]
     return (c[..., None, None] * B).astype(W.dtype), scales.astype(W.dtype)
 
 

@@ -10,12 +10,17 @@ Methods (``METHODS``):
   ``rtn``          round to nearest, per-column MSE-optimal step.
   ``gptq``         GPTQ (arXiv 2210.17323), optional ``act_order``.
   ``gptq_babai``   the same solution via Babai's nearest plane (arXiv 2507.18553), back-to-front.
-  ``gptq_had``     GPTQ after randomized Hadamard incoherence (arXiv 2402.04396).
+  ``gptq_had``     GPTQ after randomized Hadamard incoherence (arXiv 2402.04396); K = 2^k * m
+                   with a Paley Hadamard order m (`hadamard.supported_orders`: 384, 576, 1536...).
   ``ldlq_e8_had``  block LDLQ with the E8P shell codebook + Hadamard (QuIP#, arXiv 2402.04396).
-  ``glvq``         GLVQ calibration (arXiv 2510.20984): per-group generators trained on
-                   ``tr((W_hat - W)^T H (W_hat - W))``, then rounded with error feedback.
+  ``glvq``         GLVQ calibration (arXiv 2510.20984, `glvq_calibration`): from GPTQ's grid,
+                   alternate error-feedback rounding and Adam on the per-group generators
+                   and scales against ``tr((W_hat - W)^T H (W_hat - W))``; best iterate kept;
+                   with and without Hadamard incoherence (``glvq_hadamard``).
+  ``glvq_e8p``     GLVQ generators (`glvq_calibration.glvq_refit`) learned over the codes of
+                   ``ldlq_e8_had`` (QuIP#'s E8P ball codebook), with and without Hadamard.
   ``glvq_zn`` / ``glvq_dn`` / ``glvq_e8``  the same code path with a fixed lattice (only the
-                   per-group scale learned): uniform Z^d, D_d, E8 (parallelepiped codebook).
+                   per-group size and the scales learned): Z^d, D_d, E8 (parallelepiped box).
 """
 
 from __future__ import annotations
@@ -29,18 +34,23 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
-from latticejax.lattices import babai_nearest_plane
 from latticejax.quant import surgery
 from latticejax.quant._checks import check_bits, check_matrix
-from latticejax.quant.glvq import GLVQ, from_vectors, to_vectors
-from latticejax.quant.gptq import gptq, gptq_with, hessian, inverse_hessian_cholesky
+from latticejax.quant.glvq_calibration import (
+    GLVQCalibration,
+    glvq_calibrate,
+    glvq_refit,
+    layer_error,
+)
+from latticejax.quant.gptq import gptq, hessian
 from latticejax.quant.gptq_babai import gptq_nearest_plane
 from latticejax.quant.hadamard import (
+    hadamard_factor,
     incoherent_weight_and_hessian,
     inverse_randomized_hadamard,
+    is_supported,
     random_signs,
 )
 from latticejax.quant.ldlq import STAGES, ldlq_e8
@@ -56,6 +66,7 @@ METHODS = (
     "glvq_zn",
     "glvq_dn",
     "glvq_e8",
+    "glvq_e8p",
 )
 
 
@@ -65,11 +76,20 @@ class PTQOptions:
 
     Attributes:
       block_size: GPTQ lazy-update block. damp: relative Hessian damping. act_order: GPTQ order.
-      group_dim, group_out: GLVQ layout (group_out None = all output columns, capped so that
-        the generator overhead stays bounded). glvq_init: "identity" or "cholesky".
-      glvq_steps, glvq_lr: Adam steps and learning rate of GLVQ calibration.
+      group_dim, group_out: GLVQ layout (group_out None = all output columns).
+      group_rows: input rows sharing one stored GLVQ generator (None: the fewest rows keeping
+        the generator overhead <= ``glvq_max_overhead`` bits/weight).
+      glvq_init: kept for compatibility; calibration always starts from GPTQ's grid
+        (identity generators), see `latticejax.quant.glvq_calibration`.
+      glvq_steps, glvq_lr: Adam steps per refit round and learning rate of GLVQ calibration.
+      glvq_rounds: refit / re-round alternations.
       glvq_feedback: round GLVQ codes with GPTQ-style error feedback (block LDLQ with the
         learned lattice) instead of plain Babai rounding.
+      glvq_hadamard: "auto" (calibrate with and without randomized Hadamard incoherence, keep
+        the lower layer error; only "off" where K has no Hadamard matrix; ``glvq_e8p``: "on"
+        where K has one, else "off"), "on", or "off".
+      glvq_generator_bits: storage bits per generator entry (16: float16, 32: float32).
+      glvq_max_overhead: generator bits/weight budget used when ``group_rows`` is None.
     """
 
     block_size: int = 128
@@ -77,10 +97,15 @@ class PTQOptions:
     act_order: bool = False
     group_dim: int = 8
     group_out: int | None = None
+    group_rows: int | None = None
     glvq_init: str = "identity"
     glvq_steps: int = 200
     glvq_lr: float = 3e-3
+    glvq_rounds: int = 2
     glvq_feedback: bool = True
+    glvq_hadamard: str = "auto"
+    glvq_generator_bits: int = 16
+    glvq_max_overhead: float = 0.125
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,90 +119,10 @@ class LayerReport:
     seconds: float
 
 
-def _pow2(n: int) -> bool:
-    return n > 0 and not n & (n - 1)
-
-
-def glvq_calibrate(
-    W: jax.Array, H: jax.Array, bits: int, *, lattice: str, options: PTQOptions
-) -> tuple[jax.Array, GLVQ]:
-    """GLVQ calibration of one layer (arXiv 2510.20984 §3): learn ``G`` (and scales) by Adam on
-    the normalized layer error ``tr(E^T H E) / tr(W^T H W)``, ``E = W_hat(G) - W``.
-
-    With ``options.glvq_feedback`` the final codes are chosen with GPTQ-style error feedback
-    (`_feedback_round`) for both the trained and the initial lattice, and the one with the lower
-    layer error is kept (Adam trains G for plain Babai rounding, which the feedback changes).
-
-    Args:
-      W: ``(K, N)`` float32. H: ``(K, K)``. bits: 1..8. lattice: GLVQ lattice name.
-    Returns:
-      ``(W_hat (K, N), quantizer)``; ``W_hat`` is decodable from the quantizer's generators
-      and scales with integer codes in the bit range.
-    """
-    K, N = W.shape
-    go = min(options.group_out or N, N)
-    q = GLVQ(
-        W,
-        bits,
-        lattice=lattice,
-        group_dim=options.group_dim,
-        group_out=go,
-        init=options.glvq_init if lattice == "glvq" else "identity",
-    )
-    init = (q.generators(), q.scales[...])
-    init_state = nnx.clone(nnx.state(q, nnx.Param))
-    norm = jnp.trace(W.T @ H @ W) + 1e-12
-    opt = nnx.Optimizer(q, optax.adam(options.glvq_lr), wrt=nnx.Param)
-
-    @nnx.jit
-    def step(q, opt):
-        def loss_fn(q):
-            E = q(W) - W
-            return jnp.trace(E.T @ H @ E) / norm
-
-        loss, grads = nnx.value_and_grad(loss_fn)(q)
-        opt.update(q, grads)
-        return loss
-
-    for _ in range(options.glvq_steps):
-        step(q, opt)
-    if not options.glvq_feedback:
-        return jax.lax.stop_gradient(q(W)), q
-    cands = [(q.generators(), q.scales[...]), init]
-    outs = [
-        _feedback_round(W, H, G, s, bits, go, options.group_dim, options.block_size, options.damp)
-        for G, s in cands
-    ]
-    losses = [float(jnp.trace((Wh - W).T @ H @ (Wh - W))) for Wh in outs]
-    best = int(np.argmin(losses))
-    if best == 1:  # training did not help the fed-back rounding: keep the initial lattice
-        nnx.update(q, init_state)
-    return outs[best], q
-
-
-@functools.partial(jax.jit, static_argnums=(4, 5, 6, 7, 8))
-def _feedback_round(W, H, G, scales, bits, go, d, block_size, damp):
-    """GLVQ codes with error feedback; returns ``W_hat (K, N)`` on each group's lattice."""
-    K, N = W.shape
-    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    U = inverse_hessian_cholesky(H, damp)
-    round_fn = lambda t: jnp.clip(jnp.round(t), lo, hi)
-
-    def quant(w, i):
-        # Rows [i, i+d) given the later rows adapt: metric H_c = (U_bb^T U_bb)^-1 = M M^T with
-        # M = U_bb^-1, so each column's codes solve a CVP in the basis G M, target w^T M, by
-        # Babai's nearest plane (the lattice analogue of GPTQ's in-block feedback).
-        M = jnp.linalg.inv(jax.lax.dynamic_slice(U, (i, i), (d, d)))
-        Gb = jax.lax.dynamic_index_in_dim(G, i // d, 0, keepdims=False)  # (Ng, d, d)
-        v = (w / scales).T.reshape(N // go, go, d)
-        z = jax.vmap(lambda x, B: babai_nearest_plane(x @ M, B @ M, round_fn=round_fn))(v, Gb)
-        return (jnp.einsum("gcd,gde->gce", z, Gb).reshape(N, d) * scales[:, None]).T
-
-    W_hat = gptq_with(W, H, quant, vec=d, block_size=block_size, damp=damp)
-    # Exact codes of the fed-back solution (W_hat is on the lattice of each group).
-    V = to_vectors(W_hat / scales, d, go)
-    z = jnp.round(jnp.einsum("bgcd,bgde->bgce", V, jnp.linalg.inv(G)))
-    return from_vectors(jnp.einsum("bgcd,bgde->bgce", z, G)) * scales
+def _block_size(K: int, block_size: int) -> int:
+    """The largest lazy-update block <= ``block_size`` dividing K (a multiple of 8 if any)."""
+    divs = [b for b in range(1, min(block_size, K) + 1) if K % b == 0]
+    return max([b for b in divs if b % 8 == 0] or divs)
 
 
 def quantize_matrix(
@@ -196,6 +141,7 @@ def quantize_matrix(
     H = jnp.asarray(H, jnp.float32)
     K, N = W.shape
     scale_bits = 32 * N / (K * N)
+    options = dataclasses.replace(options, block_size=_block_size(K, options.block_size))
     kw = dict(block_size=options.block_size, damp=options.damp)
     if method == "rtn":
         return rtn(W, bits)[0], bits + scale_bits
@@ -204,8 +150,8 @@ def quantize_matrix(
     if method == "gptq_babai":
         return gptq_nearest_plane(W, H, bits, damp=options.damp).W_hat, bits + scale_bits
     if method in ("gptq_had", "ldlq_e8_had"):
-        if not _pow2(K):
-            raise ValueError(f"{method} needs a power-of-two input dim K, got K={K}.")
+        if not is_supported(K):
+            hadamard_factor(K)  # raises, listing the supported sizes
         signs = random_signs(key, K)
         Wr, Hr = incoherent_weight_and_hessian(W, H, signs)
         sign_bits = K / (K * N)
@@ -218,9 +164,76 @@ def quantize_matrix(
             Q = ldlq_e8(Wr, Hr, bits, **kw).W_hat
             bpw = bits + len(STAGES[bits]) * scale_bits + sign_bits
         return inverse_randomized_hadamard(Q, signs, axis=0), bpw
-    lattice = {"glvq": "glvq", "glvq_zn": "zn", "glvq_dn": "dn", "glvq_e8": "e8"}[method]
-    W_hat, q = glvq_calibrate(W, H, bits, lattice=lattice, options=options)
-    return W_hat, q.bits_per_weight
+    if method == "glvq_e8p" and bits not in STAGES:
+        raise ValueError(f"bits must be one of {tuple(STAGES)} for {method}, got {bits}.")
+    lattice = {"glvq": "glvq", "glvq_zn": "zn", "glvq_dn": "dn", "glvq_e8": "e8"}.get(method, "e8p")
+    return _glvq(W, H, bits, key, lattice, options)
+
+
+def _glvq(W, H, bits, key, lattice, options):
+    """GLVQ calibration, on the Hadamard-rotated layer too (``glvq_hadamard``), best kept."""
+    K, N = W.shape
+
+    def calib_e8p(W, H):
+        r = ldlq_e8(W, H, bits, block_size=options.block_size, damp=options.damp)
+        s1 = r.scales[0]
+        W_hat, _, _, n_gen = glvq_refit(
+            W,
+            H,
+            r.W_hat / s1,
+            s1,
+            group_dim=8,
+            group_out=options.group_out,
+            group_rows=options.group_rows,
+            steps=options.glvq_steps * options.glvq_rounds,
+            lr=options.glvq_lr,
+            generator_bits=options.glvq_generator_bits,
+            max_overhead=options.glvq_max_overhead,
+        )
+        overhead = (options.glvq_generator_bits * 64 * n_gen + 32 * len(STAGES[bits]) * N) / (K * N)
+        return GLVQCalibration(W_hat, None, None, None, bits + overhead, (), "e8p")
+
+    calib = (
+        calib_e8p
+        if lattice == "e8p"
+        else functools.partial(
+            glvq_calibrate,
+            bits=bits,
+            lattice=lattice,
+            group_dim=options.group_dim,
+            group_out=options.group_out,
+            group_rows=options.group_rows,
+            steps=options.glvq_steps,
+            lr=options.glvq_lr,
+            rounds=options.glvq_rounds,
+            feedback=options.glvq_feedback,
+            generator_bits=options.glvq_generator_bits,
+            max_overhead=options.glvq_max_overhead,
+            block_size=options.block_size,
+            damp=options.damp,
+        )
+    )
+    mode = options.glvq_hadamard
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"glvq_hadamard must be 'auto', 'on' or 'off', got {mode!r}.")
+    if mode == "auto" and lattice == "e8p":
+        # E8P's ball codebook assumes incoherent (Gaussian-like) weights (QuIP#, arXiv
+        # 2402.04396), and LDLQ with it is the slowest step here: rotate when possible, only.
+        mode = "on" if is_supported(K) else "off"
+    if mode == "on" and not is_supported(K):
+        hadamard_factor(K)  # raises, listing the supported sizes
+    results = []
+    if mode in ("auto", "off"):
+        r = calib(W, H)
+        results.append((float(layer_error(r.W_hat, W, H)), r.W_hat, r.bits_per_weight))
+    if mode == "on" or (mode == "auto" and is_supported(K)):
+        signs = random_signs(key, K)
+        Wr, Hr = incoherent_weight_and_hessian(W, H, signs)
+        r = calib(Wr, Hr)
+        W_hat = inverse_randomized_hadamard(r.W_hat, signs, axis=0)
+        results.append((float(layer_error(W_hat, W, H)), W_hat, r.bits_per_weight + 1 / N))
+    _, W_hat, bpw = min(results, key=lambda t: t[0])
+    return W_hat, bpw
 
 
 class _Recorder(nnx.Module):

@@ -9,10 +9,14 @@ from jax import enable_x64
 
 from latticejax.quant.hadamard import (
     fwht,
+    hadamard_factor,
     incoherent_weight_and_hessian,
     inverse_randomized_hadamard,
+    is_supported,
+    paley_hadamard,
     random_signs,
     randomized_hadamard,
+    supported_orders,
 )
 
 
@@ -65,8 +69,48 @@ def test_incoherence_preserves_layer_outputs_and_loss():
         )
 
 
-def test_non_power_of_two_rejected():
+@pytest.mark.parametrize("q, order", [(3, 4), (5, 12), (7, 8), (11, 12), (13, 28), (17, 36)])
+def test_paley_constructions_are_hadamard(q, order):
+    H = paley_hadamard(q)
+    assert H.shape == (order, order)
+    assert set(np.unique(H)) == {-1.0, 1.0}
+    np.testing.assert_array_equal(H @ H.T, order * np.eye(order))
+
+
+def test_factorization_of_model_widths():
+    # all-MiniLM-L6-v2 (384, 1536) and SmolLM2-135M (576, 1536) widths.
+    for n, m in [(384, 12), (1536, 12), (576, 36), (64, 1), (20, 20), (40, 20)]:
+        got, Hm = hadamard_factor(n)
+        assert got == m and Hm.shape == (m, m)
+        assert is_supported(n)
+    assert {12, 20, 24, 28, 36, 384, 576, 1536} <= set(supported_orders(2048))
+    assert not {3, 6, 9, 18, 100} & set(supported_orders(2048))
+
+
+@pytest.mark.parametrize("n", [12, 20, 24, 36, 96])
+def test_non_power_of_two_transform_orthogonal_and_inverse_exact(n):
+    with enable_x64(True):
+        s = random_signs(jax.random.key(n), n, jnp.float64)
+        R = np.asarray(randomized_hadamard(jnp.eye(n, dtype=jnp.float64), s, axis=0))
+        np.testing.assert_allclose(R @ R.T, np.eye(n), atol=1e-12)
+        # Independent reference: the dense Kronecker product with the signs, over sqrt(n).
+        m, Hm = hadamard_factor(n)
+        ref = np.kron(Hm, scipy.linalg.hadamard(n // m)) * np.asarray(s)[None, :] / np.sqrt(n)
+        np.testing.assert_allclose(R, ref, atol=1e-12)
+        x = jnp.asarray(np.random.default_rng(n).normal(size=(3, n)))
+        np.testing.assert_allclose(
+            np.asarray(randomized_hadamard(x, s)), np.asarray(x) @ ref.T, atol=1e-12
+        )
+        back = inverse_randomized_hadamard(randomized_hadamard(x, s), s)
+        np.testing.assert_allclose(np.asarray(back), np.asarray(x), atol=1e-12)
+
+
+def test_unsupported_sizes_rejected():
     with pytest.raises(ValueError, match="power of two"):
         fwht(jnp.ones((3, 12)))
     with pytest.raises(ValueError, match=r"signs must have shape \(8,\)"):
         randomized_hadamard(jnp.ones((2, 8)), jnp.ones((4,)))
+    with pytest.raises(ValueError, match=r"no Hadamard matrix of order 18 .*near 18: \[12, 16"):
+        randomized_hadamard(jnp.ones((2, 18)), jnp.ones((18,)))
+    with pytest.raises(ValueError, match="q must be an odd prime"):
+        paley_hadamard(9)
