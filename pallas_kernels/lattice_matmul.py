@@ -10,18 +10,33 @@ generator is moved onto the activations, which are tiny at decode batch sizes::
 so a cheap XLA prologue forms ``xt[g, m, k] = (x_i G_{i,g}^T)`` (M*K*N/group_out values, G read
 once) and the Pallas kernel is an integer-code matmul ``xt_g @ z`` that streams the packed words
 once. Codes decode arithmetically with one shift and one and/or: the field is moved into the top
-mantissa bits of the float 1.0, giving ``c = 1 + u / 2^b`` exactly, and the constant is removed in
-the epilogue: ``sum_k xt z = 2^b (sum_k xt c) - (2^b + 2^(b-1)) sum_k xt``.
+mantissa bits of the float 1.0, giving ``c = 1 + u / 2^b`` exactly, and the constant is removed
+at the end: ``sum_k xt z = 2^b (sum_k xt c) - (2^b + 2^(b-1)) sum_k xt``.
 
-Two kernel bodies (chosen per shape by ``BlockSizes.mode``):
-  * ``"fma"``: batch <= 8 -- per-row FMA accumulation in a (block_k, block_n) register tile,
-    reduced once at the end (a GEMV does not fill a 16-row tensor-core tile).
-  * ``"dot"``: tensor-core ``dot`` of an xt tile (block_m, block_k) with decoded codes.
-Split-K over a second grid axis fills the GPU at small N; partial sums are added in the epilogue.
+Kernel bodies (chosen per shape by ``BlockSizes.mode``):
+  * ``"fma"``: batch <= 8 -- per-row float32 FMA accumulation in a (block_k, block_n) register
+    tile, reduced once at the end (a GEMV does not fill a 16-row tensor-core tile).
+  * ``"fma2b"``: batch <= 2, 2 and 4 bits -- packed half2: slots ``q`` and ``q + 16/b`` of a
+    word sit exactly 16 bits apart, so one shift and one and/or give TWO float16 codes
+    ``1 + u/2^b`` (``decode_pair_f16x2``) and one ``fma.rn.f16x2`` multiplies them with a
+    pre-packed pair of float16 activations. The half2 sum of one word (16/b products) is flushed
+    into the float32 accumulator by one fma with the word's power-of-two scale
+    (``block_scale_f16x2``: ``|x / scale| < 1`` over the 32/b activations of the word, so no
+    float16 overflow and float16 sums never run long). The offset sums are taken in the kernel;
+    the prologue (xt, scales, float16 pairs) is XLA ops or one small Pallas launch (measured
+    equal at batch 1, ``BlockSizes.prologue``).
+  * ``"dot"`` / ``"dott"``: tensor-core ``dot`` of an xt tile with decoded codes (batch >= 3).
+  * ``"dot2"``: ``"dot"`` with the pair decode into bfloat16 (``decode_pair_bf16``: one shift
+    and one lop3 for two codes, no int->float or float->bf16 conversion), 2 and 4 bits; like
+    ``"fma2b"``, offset sums in the kernel; ``"dott2"`` puts the decoded codes on the M side.
+Split-K over a second grid axis fills the GPU at small N. The offset and the scales are applied
+inside the kernel (``fuse_epilogue``); with ``split_k == 1`` the kernel writes
+the final output, otherwise one XLA reduction adds the split-K partials.
 
 GPU lowering: Pallas' Triton backend (``plgpu.CompilerParams``), which has masked loads, integer
-shifts and bitcasts; elsewhere ``lattice_matmul`` runs ``lattice_matmul_reference`` unless
-``interpret=True`` asks for the kernel in the Pallas interpreter (CPU tests).
+shifts, bitcasts and inline PTX; elsewhere ``lattice_matmul`` runs ``lattice_matmul_reference``
+unless ``interpret=True`` asks for the kernel in the Pallas interpreter (CPU tests), where the
+inline PTX is replaced by its jnp twin built from the same pure decode functions.
 """
 
 from __future__ import annotations
@@ -35,9 +50,15 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-from pallas_kernels import _timing, packing
+from pallas_kernels import _timing, e8p_matmul, packing
 
 _ONE_BITS = 0x3F800000  # float32 1.0
+_ONE_F16X2 = 0x3C003C00  # two float16 1.0
+_ONE_BF16X2 = 0x3F803F80  # two bfloat16 1.0
+_MODES = ("fma", "fma2b", "dot", "dot2", "dott", "dott2")
+_DOT_MODES = ("dot", "dot2", "dott", "dott2")
+HALF2_BITS = (2, 4)
+HALF2_MAX_ROWS = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,14 +66,20 @@ class BlockSizes:
     """Tiling of ``lattice_matmul`` (arXiv 2510.20984).
 
     Attributes:
-      mode: "fma" (batch <= 8), "dot" (tensor-core tile, tokens as its M side) or "dott"
-        (codes as the M side, tokens as N: y^T = W^T x^T, so a 16-token batch fills the tile).
+      mode: "fma" (batch <= 8, float32 FMAs), "fma2b" (batch <= 2, 2/4 bits, packed half2
+        FMAs, one power-of-two scale per word row), "dot" (tensor-core tile, tokens as its M
+        side), "dot2" (the same with the bfloat16 pair decode, 2/4 bits), "dott" / "dott2"
+        (codes as the M side, tokens as N: y^T = W^T x^T).
       block_n: output columns per program (power of 2, divides group_out).
       block_k: packed word rows per step (power of 2); each step covers block_k * 32/bits rows of K.
       block_m: activation rows per program in "dot" mode (power of 2, >= 16).
       split_k: programs sharing one column block along K (partial sums added afterwards).
       num_warps, num_stages: Triton launch parameters.
-      asm: on GPU, decode-and-FMA as inline PTX ("fma" mode; the interpreter uses jnp ops).
+      asm: on GPU, decode-and-FMA as inline PTX ("fma"/"fma2b"; the interpreter uses jnp twins).
+      fuse_epilogue: offset, column scales and row scale applied in the kernel (with split_k 1
+        the kernel writes the final output); False keeps them in an XLA epilogue (version v2).
+      prologue: "fma2b"/"dot2"/"dott2" activation operand from one Pallas launch ("pallas";
+        dot modes only when M is a multiple of block_m) or from XLA ops ("xla").
     """
 
     mode: str = "fma"
@@ -63,6 +90,8 @@ class BlockSizes:
     num_warps: int = 4
     num_stages: int = 3
     asm: bool = True
+    fuse_epilogue: bool = True
+    prologue: str = "xla"
 
 
 def decode_field(words: jax.Array, bits: int, slot: int) -> jax.Array:
@@ -76,6 +105,166 @@ def decode_field(words: jax.Array, bits: int, slot: int) -> jax.Array:
     moved = words << jnp.uint32(shift) if shift >= 0 else words >> jnp.uint32(-shift)
     mant = jnp.uint32(((1 << bits) - 1) << (23 - bits))
     return jax.lax.bitcast_convert_type((moved & mant) | jnp.uint32(_ONE_BITS), jnp.float32)
+
+
+def pair_shift_mask(bits: int, pair: int, mant: int = 10) -> tuple[int, int]:
+    """Left shift (negative: right) and mask moving slots ``pair`` and ``pair + 16/bits`` of a
+    word into the top mantissa bits of the low and high 16-bit halves. (arXiv 2510.20984)
+
+    Args:
+      bits: 2 or 4 (``HALF2_BITS``).
+      pair: static index in ``[0, codes_per_word(bits) // 2)``.
+      mant: mantissa bits of the 16-bit float: 10 (float16) or 7 (bfloat16).
+    Returns:
+      (shift, mask): python ints; the mask selects ``bits`` bits below bit ``mant`` of each half.
+    """
+    if bits not in HALF2_BITS:
+        raise ValueError(f"bits must be one of {HALF2_BITS} for the half2 decode, got {bits!r}.")
+    half = packing.codes_per_word(bits) // 2
+    if not 0 <= pair < half:
+        raise ValueError(f"pair must be in [0, {half}) at {bits} bits, got {pair!r}.")
+    field = ((1 << bits) - 1) << (mant - bits)
+    return mant - bits - pair * bits, field | (field << 16)
+
+
+def decode_pair_f16x2(words: jax.Array, bits: int, pair: int) -> jax.Array:
+    """Two codes of each uint32 word as a packed pair of float16 ``1 + u / 2^bits`` (exact).
+    (arXiv 2510.20984)
+
+    Slot ``pair`` (row ``pair * Kw + r`` of the planar layout) lands in the low half and slot
+    ``pair + P/2`` (row ``(pair + P/2) * Kw + r``, P = 32/bits) in the high half: one shift and
+    one ``(t & mask) | bits(1.0, 1.0)`` (a single lop3 on GPU).
+
+    Args:
+      words: uint32 array of any shape.
+      bits: 2 or 4.
+      pair: static index in ``[0, codes_per_word(bits) // 2)``.
+    Returns:
+      uint32 array of ``words``' shape: the bits of (low, high) float16 (``f16x2_halves``).
+    """
+    shift, mask = pair_shift_mask(bits, pair)
+    moved = words << jnp.uint32(shift) if shift >= 0 else words >> jnp.uint32(-shift)
+    return (moved & jnp.uint32(mask)) | jnp.uint32(_ONE_F16X2)
+
+
+def decode_pair_bf16(words: jax.Array, bits: int, pair: int) -> tuple[jax.Array, jax.Array]:
+    """Slots ``pair`` and ``pair + P/2`` of each uint32 word as bfloat16 ``1 + u / 2^bits``
+    (exact: b <= 4 < 7 mantissa bits), from one shift and one and/or. (arXiv 2510.20984)
+
+    Args:
+      words: uint32 array of any shape.
+      bits: 2 or 4.
+      pair: static index in ``[0, codes_per_word(bits) // 2)``.
+    Returns:
+      (low, high): bfloat16 arrays of ``words``' shape (rows ``pair * Kw + r`` and
+      ``(pair + P/2) * Kw + r`` of the planar layout).
+    """
+    shift, mask = pair_shift_mask(bits, pair, mant=7)
+    moved = words << jnp.uint32(shift) if shift >= 0 else words >> jnp.uint32(-shift)
+    v = (moved & jnp.uint32(mask)) | jnp.uint32(_ONE_BF16X2)
+    return _u16_as(v & jnp.uint32(0xFFFF), jnp.bfloat16), _u16_as(v >> jnp.uint32(16), jnp.bfloat16)
+
+
+def _u16_as(v: jax.Array, dtype) -> jax.Array:
+    return jax.lax.bitcast_convert_type(v.astype(jnp.uint16), dtype)
+
+
+def f16x2_halves(v: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Splits uint32 ``v`` (any shape) into its (low, high) float16 halves, each of v's shape.
+
+    Inverse of ``pack_f16x2`` (the register layout of PTX ``f16x2``; arXiv 2510.20984 kernel).
+    """
+    v = v.astype(jnp.uint32)
+    return _u16_as(v & jnp.uint32(0xFFFF), jnp.float16), _u16_as(v >> jnp.uint32(16), jnp.float16)
+
+
+def pack_f16x2(lo: jax.Array, hi: jax.Array) -> jax.Array:
+    """Packs two float16 arrays of one shape into uint32 (lo in bits 0-15, hi in bits 16-31).
+
+    The activation operand of the half2 kernel (arXiv 2510.20984). Same-width bitcasts, shift
+    and or only, so XLA keeps it inside the prologue's loop fusion.
+    """
+
+    def bits(h):
+        return jax.lax.bitcast_convert_type(h.astype(jnp.float16), jnp.uint16).astype(jnp.uint32)
+
+    return bits(lo) | (bits(hi) << jnp.uint32(16))
+
+
+def _hfma(a: jax.Array, b: jax.Array, c: jax.Array | None) -> jax.Array:
+    """float16 ``a * b + c`` with one rounding, like ``fma.rn.f16`` (c None: ``mul.rn.f16``).
+
+    The float32 product of two float16 values is exact (22 significant bits); the float32 sum
+    is rounded to float16 once more, which differs from a fused rounding only on double-rounding
+    ties (rare, and within the tolerance of the tests).
+    """
+    p = a.astype(jnp.float32) * b.astype(jnp.float32)
+    if c is not None:
+        p = p + c.astype(jnp.float32)
+    return p.astype(jnp.float16)
+
+
+def fma2_word(acc: jax.Array, words: jax.Array, xpairs, bits: int, rscale=None) -> jax.Array:
+    """jnp twin of the half2 kernel step: ``acc + sum over the word's codes of x * c``.
+    (arXiv 2510.20984)
+
+    Args:
+      acc: float32 accumulator, shape S (e.g. (block_k, block_n)).
+      words: uint32 codes broadcastable to S.
+      xpairs: ``codes_per_word(bits) // 2`` uint32 arrays broadcastable to S; entry q packs
+        (``pack_f16x2``) the float16 activations of rows ``q * Kw + r`` and ``(q + P/2) * Kw + r``.
+      bits: 2 or 4.
+      rscale: optional float32 power of two broadcastable to S multiplying the word's sum
+        (the block scale of ``"fma2b"``; exact, so one fma at the flush).
+    Returns:
+      float32 array of shape S: the half2 products of the word summed in float16 (one fma per
+      pair, as the PTX), then flushed as ``acc + (float32(low) + float32(high)) [* rscale]``.
+    """
+    lo = hi = None
+    for q, xp in enumerate(xpairs):
+        c_lo, c_hi = f16x2_halves(decode_pair_f16x2(words, bits, q))
+        x_lo, x_hi = f16x2_halves(xp)
+        lo, hi = _hfma(c_lo, x_lo, lo), _hfma(c_hi, x_hi, hi)
+    word_sum = lo.astype(jnp.float32) + hi.astype(jnp.float32)
+    return acc + (word_sum if rscale is None else word_sum * rscale)
+
+
+def pow2_exponent(amax: jax.Array) -> jax.Array:
+    """int32 ``e`` with ``amax < 2^e`` and ``2^e <= 2 amax`` (frexp's exponent) from the float32
+    bits alone (shift, mask, subtract: the same in XLA and in a Triton kernel), clipped to
+    [-125, 126] so that ``2^e`` and ``2^-e`` are normal floats; zero or subnormal gives -125.
+    (arXiv 2510.20984; the block scale of ``"fma2b"``)
+    """
+    ef = (jax.lax.bitcast_convert_type(amax.astype(jnp.float32), jnp.int32) >> 23) & 0xFF
+    return jnp.clip(ef - 126, -125, 126)
+
+
+def _pow2(e: jax.Array) -> jax.Array:
+    """float32 ``2^e`` for int32 e in [-126, 127] (exponent bits only)."""
+    return jax.lax.bitcast_convert_type((e + 127) << 23, jnp.float32)
+
+
+def block_scale_f16x2(xt: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """float16 pairs of a word's 32/b activations with one power-of-two scale per word row.
+    (arXiv 2510.20984; the ``"fma2b"`` operand)
+
+    Args:
+      xt: (..., P, Kw) float32 activations in planar order (slot p of word row r: ``[p, r]``).
+    Returns:
+      pairs: (..., P/2, Kw) uint32, ``pack_f16x2(xh[q], xh[q + P/2])`` with
+        ``xh = float16(xt * 2^-e)``, ``e = pow2_exponent(max_p |xt[p, r]|)`` (``|xh| < 1``).
+      rinv: (..., Kw) float32, ``2^e``.
+    The max over the P slots is a chain of maxima (elementwise): the same code runs in the
+    Pallas prologue kernel (``_half2_prologue_kernel``).
+    """
+    per = xt.shape[-2]
+    amax = jnp.abs(xt[..., 0, :])
+    for p in range(1, per):
+        amax = jnp.maximum(amax, jnp.abs(xt[..., p, :]))
+    e = pow2_exponent(amax)
+    xh = (xt * _pow2(-e)[..., None, :]).astype(jnp.float16)
+    pairs = pack_f16x2(xh[..., : per // 2, :], xh[..., per // 2 :, :])
+    return pairs, _pow2(e)
 
 
 def _fma_decoded_asm(acc, x, words, bits: int, slot: int):
@@ -100,6 +289,58 @@ def _fma_decoded_asm(acc, x, words, bits: int, slot: int):
     return out
 
 
+def _fma2_ptx(bits: int, scaled: bool = False) -> str:
+    """PTX of one half2 word step (the GPU form of ``fma2_word`` for one activation row).
+
+    Operands: $0 new accumulator, $1 old one, $2 the word, with ``scaled`` $3 the float32 scale,
+    then the P/2 pairs. Per pair: shift (none when it is 0), lop3, mul/fma.rn.f16x2; per word
+    a flush: unpack, two cvt.f32.f16, add, add (``scaled``: fma).
+    """
+    half = packing.codes_per_word(bits) // 2
+    first_x = 4 if scaled else 3
+    out = ["{", ".reg .b32 tq, hq;", ".reg .b16 rl, rh;", ".reg .f32 fa, fb;"]
+    for q in range(half):
+        shift, mask = pair_shift_mask(bits, q)
+        src = "tq"
+        if shift > 0:
+            out.append(f"shl.b32 tq, $2, {shift};")
+        elif shift < 0:
+            out.append(f"shr.b32 tq, $2, {-shift};")
+        else:
+            src = "$2"
+        out.append(f"lop3.b32 tq, {src}, {mask}, {_ONE_F16X2}, 0xEA;")
+        if q == 0:
+            out.append(f"mul.rn.f16x2 hq, tq, ${first_x};")
+        else:
+            out.append(f"fma.rn.f16x2 hq, tq, ${first_x + q}, hq;")
+    out += [
+        "mov.b32 {rl, rh}, hq;",
+        "cvt.f32.f16 fa, rl;",
+        "cvt.f32.f16 fb, rh;",
+        "add.f32 fa, fa, fb;",
+        "fma.rn.f32 $0, fa, $3, $1;" if scaled else "add.f32 $0, $1, fa;",
+        "}",
+    ]
+    return " ".join(out)
+
+
+def _fma2_asm(acc, words, xpairs, bits: int, rscale=None):
+    """GPU form of ``fma2_word(acc, words, xpairs, bits, rscale)`` (one row; operands of acc's
+    shape). Pallas' inline asm has one result, so two rows each decode the word again."""
+    scaled = rscale is not None
+    half = packing.codes_per_word(bits) // 2
+    cons = ["=f", "f", "r"] + (["f"] if scaled else []) + ["r"] * half
+    args = [acc, words, *([rscale] if scaled else []), *xpairs]
+    (out,) = plgpu.elementwise_inline_asm(
+        _fma2_ptx(bits, scaled),
+        args=args,
+        constraints=",".join(cons),
+        pack=1,
+        result_shape_dtypes=[jax.ShapeDtypeStruct(acc.shape, jnp.float32)],
+    )
+    return out
+
+
 def _round_to_tf32(v: jax.Array) -> jax.Array:
     """Rounds float32 to 10 mantissa bits (ties away) so that a tf32 dot multiplies it exactly."""
     b = jax.lax.bitcast_convert_type(v, jnp.uint32)
@@ -111,13 +352,30 @@ def _round_to_tf32(v: jax.Array) -> jax.Array:
 # Kernel body.
 # ----------------------------------------------------------------------------------------------
 def _glvq_kernel(
-    xt_ref, w_ref, o_ref, *, bits, kw, steps, rows_m, bs: BlockSizes, group_out: int, asm: bool
+    xt_ref,
+    w_ref,
+    xsum_ref,
+    sc_ref,
+    rinv_ref,
+    o_ref,
+    *,
+    bits,
+    kw,
+    steps,
+    rows_m,
+    bs: BlockSizes,
+    group_out: int,
+    asm: bool,
 ):
     j, s, mb = pl.program_id(0), pl.program_id(1), pl.program_id(2)
     bk, bn = bs.block_k, bs.block_n
     n0 = j * bn
     g = n0 // group_out
     per = packing.codes_per_word(bits)
+    scale_b = float(1 << bits)
+    # The 1 + u/2^b offset: only split 0 removes it (the partials are summed afterwards).
+    first = (1 - jnp.minimum(s, 1)).astype(jnp.float32)  # 1.0 on split 0 (int ops: Triton)
+    off_c = (scale_b + float(1 << (bits - 1))) * first
 
     def load_words(t):
         r0 = (s * steps + t) * bk
@@ -129,6 +387,12 @@ def _glvq_kernel(
             eviction_policy="evict_first",
         )
         return r0, w
+
+    def finish_row(m, v):  # v: (bn,) float32 sum of xt * c for row m
+        if bs.fuse_epilogue:
+            sc = sc_ref[pl.ds(n0, bn)]
+            v = (scale_b * v - off_c * xsum_ref[g, m]) * (sc * rinv_ref[m])
+        o_ref[s, m, pl.ds(n0, bn)] = v.astype(o_ref.dtype)
 
     if bs.mode == "fma":
 
@@ -149,7 +413,68 @@ def _glvq_kernel(
         init = tuple(jnp.zeros((bk, bn), jnp.float32) for _ in range(rows_m))
         accs = jax.lax.fori_loop(0, steps, body, init)
         for m in range(rows_m):
-            o_ref[s, m, pl.ds(n0, bn)] = jnp.sum(accs[m], axis=0)
+            finish_row(m, jnp.sum(accs[m], axis=0))
+    elif bs.mode == "fma2b":
+        half = per // 2
+
+        def body2b(t, carry):
+            accs, xss = carry
+            r0, w = load_words(t)
+            xvs = [[xt_ref[g, q, m, pl.ds(r0, bk)] for q in range(half)] for m in range(rows_m)]
+            rvs = [rinv_ref[g, m, pl.ds(r0, bk)] for m in range(rows_m)]
+            xps = [[jnp.broadcast_to(v[:, None], w.shape) for v in row] for row in xvs]
+            rbs = [jnp.broadcast_to(v[:, None], w.shape) for v in rvs]
+            step = _fma2_asm if asm else fma2_word
+            accs = tuple(step(a, w, xp, bits, r) for a, xp, r in zip(accs, xps, rbs))
+            new_xss = []
+            for m in range(rows_m):  # offset sums of exactly the scaled float16 values used
+                tot = None
+                for v in xvs[m]:  # (block_k,) vectors: jnp ops (same-width bitcasts) suffice
+                    lo, hi = (h.astype(jnp.float32) for h in f16x2_halves(v))
+                    tot = lo + hi if tot is None else tot + (lo + hi)
+                new_xss.append(xss[m] + tot * rvs[m])
+            return accs, tuple(new_xss)
+
+        init = (
+            tuple(jnp.zeros((bk, bn), jnp.float32) for _ in range(rows_m)),
+            tuple(jnp.zeros((bk,), jnp.float32) for _ in range(rows_m)),
+        )
+        accs, xss = jax.lax.fori_loop(0, steps, body2b, init)
+        sc = sc_ref[pl.ds(n0, bn)]
+        off_b = scale_b + float(1 << (bits - 1))  # every split removes its own part
+        for m in range(rows_m):
+            v = (scale_b * jnp.sum(accs[m], axis=0) - off_b * jnp.sum(xss[m])) * sc
+            o_ref[s, m, pl.ds(n0, bn)] = v.astype(o_ref.dtype)
+    elif bs.mode in ("dot2", "dott2"):
+        bm = bs.block_m
+        m0 = mb * bm
+        half = per // 2
+        trans = bs.mode == "dott2"  # codes as the M side of the tensor-core tile
+
+        def body_d2(t, carry):
+            acc, xs = carry
+            r0, w = load_words(t)
+            for q in range(half):
+                c_lo, c_hi = decode_pair_bf16(w, bits, q)  # jnp ops lower to shift+lop3
+                x_lo = xt_ref[g, q, pl.ds(m0, bm), pl.ds(r0, bk)]
+                x_hi = xt_ref[g, q + half, pl.ds(m0, bm), pl.ds(r0, bk)]
+                c_lo, c_hi = c_lo.astype(x_lo.dtype), c_hi.astype(x_lo.dtype)  # f32 x: tf32
+                for xv, cv in ((x_lo, c_lo), (x_hi, c_hi)):
+                    if trans:
+                        acc = acc + jnp.dot(cv.T, xv.T, preferred_element_type=jnp.float32)
+                    else:
+                        acc = acc + jnp.dot(xv, cv, preferred_element_type=jnp.float32)
+                xs = xs + jnp.sum(x_lo.astype(jnp.float32) + x_hi.astype(jnp.float32), axis=1)
+            return acc, xs
+
+        shape = (bn, bm) if trans else (bm, bn)
+        init = (jnp.zeros(shape, jnp.float32), jnp.zeros((bm,), jnp.float32))
+        acc, xs = jax.lax.fori_loop(0, steps, body_d2, init)
+        acc = acc.T if trans else acc
+        sc = sc_ref[pl.ds(n0, bn)]
+        off_b = scale_b + float(1 << (bits - 1))  # every split removes its own part
+        acc = (scale_b * acc - off_b * xs[:, None]) * sc[None, :]
+        o_ref[s, pl.ds(m0, bm), pl.ds(n0, bn)] = acc.astype(o_ref.dtype)
     else:
         bm = bs.block_m
         m0 = mb * bm
@@ -174,7 +499,12 @@ def _glvq_kernel(
             acc = jax.lax.fori_loop(0, steps, body, jnp.zeros((bm, bn), jnp.float32))
         else:  # "dott": codes are the M side of the tensor-core tile, tokens the N side
             acc = jax.lax.fori_loop(0, steps, body_t, jnp.zeros((bn, bm), jnp.float32)).T
-        o_ref[s, pl.ds(m0, bm), pl.ds(n0, bn)] = acc
+        if bs.fuse_epilogue:
+            xs = xsum_ref[g, pl.ds(m0, bm)]
+            ri = rinv_ref[pl.ds(m0, bm)]
+            sc = sc_ref[pl.ds(n0, bn)]
+            acc = (scale_b * acc - off_c * xs[:, None]) * (ri[:, None] * sc[None, :])
+        o_ref[s, pl.ds(m0, bm), pl.ds(n0, bn)] = acc.astype(o_ref.dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -205,14 +535,35 @@ def _glvq_transform(x2: jax.Array, packed: packing.PackedLatticeWeight) -> jax.A
     return xt.reshape(-1, m, k)
 
 
-def _valid(bs: BlockSizes, m: int, n: int, group_out: int, kw: int) -> bool:
+def _glvq_transform_elementwise(x2: jax.Array, packed: packing.PackedLatticeWeight) -> jax.Array:
+    """``_glvq_transform`` as d explicit float32 multiply-adds (no dot), so that XLA fuses it
+    with the scaling, packing and transposes that follow into one loop kernel."""
+    m, k = x2.shape
+    d = packed.group_dim
+    xb = x2.astype(jnp.float32).reshape(m, k // d, d)
+    gen = jnp.transpose(packed.generators, (1, 0, 2, 3))  # (Ng, K/d, d_r, d_s)
+    xt = xb[None, :, :, None, 0] * gen[:, None, :, :, 0]
+    for j in range(1, d):
+        xt = xt + xb[None, :, :, None, j] * gen[:, None, :, :, j]
+    return xt.reshape(-1, m, k)
+
+
+def _valid(bs: BlockSizes, m: int, n: int, group_out: int, kw: int, bits: int) -> bool:
     if group_out % bs.block_n or n % bs.block_n:
         return False
-    if bs.mode not in ("fma", "dot", "dott"):
+    if bs.mode not in _MODES:
         return False
-    if bs.mode != "fma" and bs.block_m < 16:
+    if bs.mode in _DOT_MODES and bs.block_m < 16:
+        return False
+    if bs.mode in ("dot2", "dott2") and (bits not in HALF2_BITS or not bs.fuse_epilogue):
         return False
     if bs.mode == "fma" and m > 8:
+        return False
+    if bs.mode == "fma2b" and (m > HALF2_MAX_ROWS or bits not in HALF2_BITS):
+        return False
+    if bs.mode == "fma2b" and not bs.fuse_epilogue:  # its offset sums live in the kernel
+        return False
+    if bs.prologue not in ("pallas", "xla"):
         return False
     return bs.split_k <= max(1, -(-kw // bs.block_k))
 
@@ -228,42 +579,166 @@ def default_block_sizes(m: int, k: int, n: int, bits: int, group_out: int) -> Bl
     while bn > 16 and group_out % bn:
         bn //= 2
     kw = packing.num_words(k, bits)
+    half2 = bits in HALF2_BITS
+    large = k * n >= 1 << 27
+    # Session 2 sweeps (docs/kernel_notes.md): 2-bit batch 1 is best with one 32-word step per
+    # program and split-K to ~3500 programs, 4 warps; 4-bit with long split-free programs on
+    # narrow column blocks (bytes-bound; no split-K sum); dot2 with 64-word steps.
+    bk = 64 if half2 and kw >= 512 and m > 2 else 32
     programs = n // bn
     split = 1
-    while programs * split < 3500 and split * 2 * 32 <= kw:
+    while programs * split < 3500 and split * 2 * bk <= kw:
         split *= 2
+    if m <= HALF2_MAX_ROWS and half2 and (bits == 2 or large):
+        if bits == 4 and group_out % 32 == 0:
+            return BlockSizes(mode="fma2b", block_n=32, block_k=64, split_k=1, num_warps=4)
+        nw = 4 if large else 8
+        return BlockSizes(mode="fma2b", block_n=bn, block_k=bk, split_k=split, num_warps=nw)
     if m <= 2:  # FMA work grows with the batch: at batch 4 the tensor-core path already wins
         return BlockSizes(mode="fma", block_n=bn, block_k=32, split_k=split, num_warps=8)
     bm = 16 if m <= 16 else (32 if m <= 32 else 64)
-    return BlockSizes(mode="dot", block_n=bn, block_k=32, block_m=bm, split_k=split, num_warps=4)
+    mode = "dot2" if half2 else "dot"
+    return BlockSizes(mode=mode, block_n=bn, block_k=bk, block_m=bm, split_k=split, num_warps=4)
 
 
-def _glvq_prologue(x2, packed, bs: BlockSizes):
-    """Activation transform: (M, K) -> xt (Ng, P, Mp, Kwp) kernel operand, xsum (Ng, M) f32."""
+def _prologue_kernel(x_ref, g_ref, *out_refs, rows_m, k, kw, per, d, ng, bkp, half2):
+    """One program per (generator group, bkp word rows): xt = x_i G_i^T for the P slots of
+    its words (gathers of d activations and one generator row per value). ``half2``: the block
+    scale and float16 pairs (``block_scale_f16x2``); else xt in the output dtype (the dot
+    modes). Rows past K or Kw give zeros."""
+    gi, rb = pl.program_id(0), pl.program_id(1)
+    r = rb * bkp + jnp.arange(bkp)
+    sd = jnp.arange(d)
+    xts = [[None] * per for _ in range(rows_m)]
+    for p in range(per):
+        kk = p * kw + r
+        valid = (r < kw) & (kk < k)
+        kc = jnp.where(valid, kk, 0)
+        i, rr = kc // d, kc % d
+        gv = g_ref[((i * ng + gi) * d + rr)[:, None] * d + sd[None, :]]  # (bkp, d)
+        for m in range(rows_m):
+            xv = x_ref[(m * k + i * d)[:, None] + sd[None, :]].astype(jnp.float32)
+            xts[m][p] = jnp.where(valid, jnp.sum(xv * gv, axis=1), 0.0)
+    if not half2:
+        (o_ref,) = out_refs
+        for m in range(rows_m):
+            for p in range(per):
+                v = xts[m][p]  # f32 output: rounded so that the tf32 dot multiplies it exactly
+                v = _round_to_tf32(v) if o_ref.dtype == jnp.float32 else v.astype(o_ref.dtype)
+                o_ref[gi, p, m, pl.ds(rb * bkp, bkp)] = v
+        return
+    xp_ref, rinv_ref = out_refs
+    half = per // 2
+    for m in range(rows_m):
+        amax = jnp.abs(xts[m][0])
+        for p in range(1, per):
+            amax = jnp.maximum(amax, jnp.abs(xts[m][p]))
+        e = pow2_exponent(amax)
+        scale = _pow2(-e)
+        for q in range(half):
+            lo = (xts[m][q] * scale).astype(jnp.float16)
+            hi = (xts[m][q + half] * scale).astype(jnp.float16)
+            xp_ref[gi, q, m, pl.ds(rb * bkp, bkp)] = pack_f16x2(lo, hi)
+        rinv_ref[gi, m, pl.ds(rb * bkp, bkp)] = _pow2(e)
+
+
+def _prologue_call(x2, packed, kwp: int, bkp: int, half2: bool, dtype, interpret: bool):
+    """The activation operand from one Pallas launch. ``half2``: pairs (Ng, P/2, M, Kwp)
+    uint32 and rinv (Ng, M, Kwp) float32 (as ``block_scale_f16x2`` of ``_glvq_transform``);
+    else xt (Ng, P, M, Kwp) in ``dtype``."""
+    m, k = x2.shape
+    bits, d = packed.bits, packed.group_dim
+    per, kw = packing.codes_per_word(bits), packing.num_words(k, bits)
+    ng = packed.generators.shape[1]
+    kernel = functools.partial(
+        _prologue_kernel, rows_m=m, k=k, kw=kw, per=per, d=d, ng=ng, bkp=bkp, half2=half2
+    )
+    if half2:
+        out_shape = (
+            jax.ShapeDtypeStruct((ng, per // 2, m, kwp), jnp.uint32),
+            jax.ShapeDtypeStruct((ng, m, kwp), jnp.float32),
+        )
+    else:
+        out_shape = (jax.ShapeDtypeStruct((ng, per, m, kwp), dtype),)
+    return pl.pallas_call(
+        kernel,
+        grid=(ng, kwp // bkp),
+        out_shape=out_shape,
+        compiler_params=plgpu.CompilerParams(num_warps=4, num_stages=1),
+        interpret=interpret,
+        name=f"glvq_prologue_{bits}b",
+    )(x2.reshape(-1), packed.generators.reshape(-1))
+
+
+def _glvq_prologue(x2, packed, bs: BlockSizes, interpret: bool = False):
+    """Activation transform, (M, K) -> the kernel operands
+    ``xt (Ng, P, Mp, Kwp)`` (``fma2``/``fma2b``: ``(Ng, P/2, Mp, Kwp)`` uint32 float16 pairs),
+    ``xsum (Ng, Mp)`` float32 row sums of exactly the values the kernel multiplies (``fma2b``:
+    a dummy, the kernel sums), and ``rinv`` float32 powers of two undoing the float16 scaling:
+    ``(Mp,)`` (one per row; 1 unless ``fma2``) or, for ``fma2b``, ``(Ng, Mp, Kwp)`` (one per
+    word row)."""
     m, k = x2.shape
     bits = packed.bits
     per, kw = packing.codes_per_word(bits), packing.num_words(k, bits)
     steps = -(-kw // (bs.block_k * bs.split_k))
     kwp = steps * bs.split_k * bs.block_k
-    mp = m if bs.mode == "fma" else -(-m // bs.block_m) * bs.block_m
+    mp = -(-m // bs.block_m) * bs.block_m if bs.mode in _DOT_MODES else m
+    bkp = min(bs.block_k, 64)
+    if bs.mode == "fma2b" and bs.prologue == "pallas":
+        pairs, rinv = _prologue_call(x2, packed, kwp, bkp, True, None, interpret)
+        return pairs, jnp.zeros((1, 1), jnp.float32), rinv  # offset sums: in the kernel
+    if bs.mode in ("dot2", "dott2") and bs.prologue == "pallas" and m == mp:
+        (xt,) = _prologue_call(x2, packed, kwp, bkp, False, x2.dtype, interpret)
+        return xt, jnp.zeros((1, 1), jnp.float32), jnp.zeros((1,), jnp.float32)
+    if bs.mode == "fma2b":
+        xt = _glvq_transform_elementwise(x2, packed)  # (Ng, M, K) f32
+        xt = jnp.pad(xt, ((0, 0), (0, 0), (0, per * kw - k))).reshape(-1, m, per, kw)
+        pairs, rinv = block_scale_f16x2(xt)  # (Ng, M, P/2, Kw), (Ng, M, Kw)
+        pairs = jnp.pad(jnp.transpose(pairs, (0, 2, 1, 3)), ((0, 0),) * 3 + ((0, kwp - kw),))
+        rinv = jnp.pad(rinv, ((0, 0), (0, 0), (0, kwp - kw)))
+        return pairs, jnp.zeros((1, 1), jnp.float32), rinv  # offset sums: in the kernel
+    if bs.mode in ("dot2", "dott2"):  # one loop fusion: offset sums are taken in the kernel
+        xt = _glvq_transform_elementwise(x2, packed)  # (Ng, M, K) f32
+        xt = xt.astype(jnp.bfloat16) if x2.dtype == jnp.bfloat16 else _round_to_tf32(xt)
+        xt = jnp.pad(xt, ((0, 0), (0, 0), (0, per * kw - k))).reshape(-1, m, per, kw)
+        xt = jnp.pad(jnp.transpose(xt, (0, 2, 1, 3)), ((0, 0), (0, 0), (0, mp - m), (0, kwp - kw)))
+        return xt, jnp.zeros((1, 1), jnp.float32), jnp.zeros((1,), jnp.float32)
     xt = _glvq_transform(x2, packed)  # (Ng, M, K) f32
-    xt = jnp.pad(xt, ((0, 0), (0, 0), (0, per * kw - k))).reshape(-1, m, per, kw)
+    rinv = jnp.ones((m,), jnp.float32)
     if bs.mode != "fma":  # the dot multiplies bf16 (bf16 x) or tf32 (f32 x) operands exactly
         xt = xt.astype(jnp.bfloat16) if x2.dtype == jnp.bfloat16 else _round_to_tf32(xt)
-    # Row sums of exactly the values the kernel multiplies, for the 1 + u/2^b offset.
+    xt = jnp.pad(xt, ((0, 0), (0, 0), (0, per * kw - k))).reshape(-1, m, per, kw)
     xsum = jnp.sum(xt.astype(jnp.float32), axis=(2, 3))  # (Ng, M)
     xt = jnp.transpose(xt, (0, 2, 1, 3))  # (Ng, P, M, Kw)
     xt = jnp.pad(xt, ((0, 0), (0, 0), (0, mp - m), (0, kwp - kw)))
-    return xt, xsum
+    xsum = jnp.pad(xsum, ((0, 0), (0, mp - m)))
+    rinv = jnp.pad(rinv, (0, mp - m))
+    return xt, xsum, rinv
 
 
-def _glvq_kernel_call(xt, words, *, m, n, bits, kw, group_out, bs: BlockSizes, interpret):
-    """The Pallas call: (split_k, Mp, N) float32 partial sums of ``xt . (1 + u / 2^b)``."""
+def _glvq_kernel_call(
+    xt,
+    words,
+    xsum,
+    scales,
+    rinv,
+    *,
+    m,
+    n,
+    bits,
+    kw,
+    group_out,
+    bs: BlockSizes,
+    out_dtype,
+    interpret,
+):
+    """The Pallas call: (split_k, Mp, N) partial outputs (``fuse_epilogue``: offset and scales
+    applied; float32 unless split_k == 1, then ``out_dtype``), else partial sums of xt . c."""
     mp, kwp = xt.shape[2], xt.shape[3]
     steps = kwp // (bs.block_k * bs.split_k)
     if interpret:  # the interpreter clamps out-of-range slices; on GPU the mask handles the tail
         words = jnp.pad(words, ((0, kwp - kw), (0, 0)))
-    grid = (n // bs.block_n, bs.split_k, 1 if bs.mode == "fma" else mp // bs.block_m)
+    grid = (n // bs.block_n, bs.split_k, mp // bs.block_m if bs.mode in _DOT_MODES else 1)
     kernel = functools.partial(
         _glvq_kernel,
         bits=bits,
@@ -274,23 +749,27 @@ def _glvq_kernel_call(xt, words, *, m, n, bits, kw, group_out, bs: BlockSizes, i
         group_out=group_out,
         asm=bs.asm and not interpret,
     )
+    direct = bs.fuse_epilogue and bs.split_k == 1
     return pl.pallas_call(
         kernel,
         grid=grid,
-        out_shape=jax.ShapeDtypeStruct((bs.split_k, mp, n), jnp.float32),
+        out_shape=jax.ShapeDtypeStruct((bs.split_k, mp, n), out_dtype if direct else jnp.float32),
         compiler_params=plgpu.CompilerParams(num_warps=bs.num_warps, num_stages=bs.num_stages),
         interpret=interpret,
         name=f"glvq_matmul_{bits}b_{bs.mode}",
-    )(xt, words)
+    )(xt, words, xsum, scales, rinv)
 
 
-def _glvq_epilogue(partial, xsum, scales, *, m, bits, group_out):
-    """Split-K sum and offset removal: ``2^b acc - (2^b + 2^(b-1)) sum(xt)``, times scales."""
+def _glvq_epilogue(partial, xsum, rinv, scales, *, m, bits, group_out, bs: BlockSizes, out_dtype):
+    """Split-K sum; unless fused: offset removal ``2^b acc - (2^b + 2^(b-1)) sum(xt)``, scales."""
+    if bs.fuse_epilogue:
+        y = partial[0] if bs.split_k == 1 else jnp.sum(partial, axis=0)
+        return y[:m].astype(out_dtype)
     acc = jnp.sum(partial, axis=0)[:m]  # (M, N)
     scale_b = float(1 << bits)
-    xs = jnp.repeat(xsum.T, group_out, axis=1)  # (M, N)
+    xs = jnp.repeat(xsum[:, :m].T, group_out, axis=1)  # (M, N)
     y = scale_b * acc - (scale_b + float(1 << (bits - 1))) * xs
-    return y * scales[None, :]
+    return (y * scales[None, :] * rinv[:m, None]).astype(out_dtype)
 
 
 def _glvq_call(x2, packed, bs: BlockSizes, interpret: bool):
@@ -298,13 +777,29 @@ def _glvq_call(x2, packed, bs: BlockSizes, interpret: bool):
     n = packed.shape[1]
     bits, go = packed.bits, packed.group_out
     kw = packing.num_words(k, bits)
-    if not _valid(bs, m, n, go, kw):
-        raise ValueError(f"block_sizes={bs} is not valid for M={m}, N={n}, group_out={go}.")
-    xt, xsum = _glvq_prologue(x2, packed, bs)
+    if not _valid(bs, m, n, go, kw, bits):
+        raise ValueError(
+            f"block_sizes={bs} is not valid for M={m}, N={n}, bits={bits}, group_out={go}."
+        )
+    xt, xsum, rinv = _glvq_prologue(x2, packed, bs, interpret)
     partial = _glvq_kernel_call(
-        xt, packed.codes, m=m, n=n, bits=bits, kw=kw, group_out=go, bs=bs, interpret=interpret
+        xt,
+        packed.codes,
+        xsum,
+        packed.scales,
+        rinv,
+        m=m,
+        n=n,
+        bits=bits,
+        kw=kw,
+        group_out=go,
+        bs=bs,
+        out_dtype=x2.dtype,
+        interpret=interpret,
     )
-    return _glvq_epilogue(partial, xsum, packed.scales, m=m, bits=bits, group_out=go)
+    return _glvq_epilogue(
+        partial, xsum, rinv, packed.scales, m=m, bits=bits, group_out=go, bs=bs, out_dtype=x2.dtype
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -314,16 +809,22 @@ _TUNED: dict[tuple, BlockSizes] = {}
 
 
 def _candidates(m, k, n, bits, group_out):
-    """A small search space around the measured defaults (split-K, tile, warps, tile roles)."""
+    """A small search space around the measured defaults (split-K, tile, warps, tile roles).
+
+    At batch <= 2 it holds both the float32 ("fma") and the half2 ("fma2b", 2/4 bits) bodies.
+    """
     base = default_block_sizes(m, k, n, bits, group_out)
     out = [base]
     kw = packing.num_words(k, bits)
-    if base.mode == "fma":
+    if m <= 8:
+        half2 = m <= HALF2_MAX_ROWS and bits in HALF2_BITS
+        modes = ["fma2b", "fma"] if half2 else ["fma"]
         grid = [
-            BlockSizes("fma", bn, bk, 16, split, nw, 3)
+            BlockSizes(mode, bn, bk, 16, split, nw, 3)
+            for mode in modes
             for bn in (128, 256)
-            for bk in (16, 32)
-            for split in (4, 8, 16)
+            for bk in (16, 32, 64)
+            for split in (4, 8, 16, 32)
             for nw in (4, 8)
         ]
     else:
@@ -336,7 +837,7 @@ def _candidates(m, k, n, bits, group_out):
         ]
     for cand in grid:
         programs = (n // cand.block_n) * cand.split_k
-        if not _valid(cand, m, n, group_out, kw) or cand.block_k * cand.split_k > kw:
+        if not _valid(cand, m, n, group_out, kw, bits) or cand.block_k * cand.split_k > kw:
             continue
         if programs < 132 or programs > 8192:
             continue
@@ -367,7 +868,7 @@ def random_glvq(key: jax.Array, k: int, n: int, bits: int, group_out: int, d: in
     )
 
 
-def autotune(m: int, k: int, n: int, bits: int, group_out: int, dtype, *, max_candidates=24):
+def autotune(m: int, k: int, n: int, bits: int, group_out: int, dtype, *, max_candidates=48):
     """Times candidate ``BlockSizes`` on random inputs of this shape; returns and caches the best.
     (arXiv 2510.20984)
 
@@ -445,7 +946,8 @@ def lattice_matmul(
       packed: ``PackedLatticeWeight`` of shape (K, N) (``pallas_kernels.packing``).
       expect_shape: if given, the (K, N) the caller expects; a mismatch raises ValueError.
       expect_bits: if given, the bit width the caller expects; a mismatch raises ValueError.
-      block_sizes: tiling; None takes the measured table (``default_block_sizes``), or, with
+      block_sizes: tiling (``E8PBlockSizes`` for an E8P weight); None takes the measured table
+        (``default_block_sizes`` / ``e8p_matmul.default_block_sizes``), or, for GLVQ with
         the environment variable PALLAS_KERNELS_AUTOTUNE=1 on GPU, a timed search cached per
         shape (``autotune``: ~1 minute on the first call of each shape).
       interpret: True runs the Pallas kernel in the interpreter (CPU tests); None picks the
@@ -460,8 +962,17 @@ def lattice_matmul(
     lead = x.shape[:-1]
     x2 = x.reshape(-1, k)
     m = x2.shape[0]
-    if not use_kernel or m == 0 or packed.format == "e8p":
+    if not use_kernel or m == 0:
         return lattice_matmul_reference(x, packed)
+    if packed.format == "e8p":  # the E8P codebook kernel (pallas_kernels.e8p_matmul)
+        if block_sizes is not None and not isinstance(block_sizes, e8p_matmul.E8PBlockSizes):
+            raise TypeError(
+                f"an e8p weight takes e8p_matmul.E8PBlockSizes, got {type(block_sizes).__name__}."
+            )
+        if n % 16:  # no 16-column tile divides N: use the reference
+            return lattice_matmul_reference(x, packed)
+        y = e8p_matmul.e8p_call(x2, packed, block_sizes, bool(interpret))
+        return y.reshape(*lead, n).astype(x.dtype)
     if block_sizes is None:
         go = packed.group_out
         if go % 16:  # no column tile fits inside one generator group: use the reference
