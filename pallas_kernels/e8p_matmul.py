@@ -183,8 +183,11 @@ def check_block_sizes(bs: E8PBlockSizes, m: int, n: int) -> None:
         raise ValueError(f"E8PBlockSizes.block_n={bs.block_n} must divide N={n}.")
     if bs.mode == "fma" and m > 8:
         raise ValueError(f"'fma' mode takes at most 8 rows, got M={m}; use mode='dot'.")
-    if bs.mode == "dot" and bs.block_m < 16:
-        raise ValueError(f"'dot' mode needs block_m >= 16, got {bs.block_m}.")
+    if bs.mode == "dot" and min(bs.block_m, bs.block_k, bs.block_n) < 16:
+        raise ValueError(
+            "'dot' mode needs block_m, block_k, block_n >= 16 (the smallest tensor-core tile), "
+            f"got block_m={bs.block_m}, block_k={bs.block_k}, block_n={bs.block_n}."
+        )
 
 
 def e8p_call(

@@ -27,8 +27,8 @@ def test_decode_equals_codebook_on_every_index():
 CASES = [
     (1, 136, 48, jnp.float32, em.E8PBlockSizes("fma", 16, 4, 16, 2)),
     (3, 280, 32, jnp.bfloat16, em.E8PBlockSizes("fma", 32, 8, 16, 1)),
-    (16, 136, 32, jnp.float32, em.E8PBlockSizes("dot", 16, 4, 16, 2)),
-    (20, 280, 48, jnp.bfloat16, em.E8PBlockSizes("dot", 16, 8, 16, 1)),
+    (16, 136, 32, jnp.float32, em.E8PBlockSizes("dot", 16, 16, 16, 1)),
+    (20, 280, 48, jnp.bfloat16, em.E8PBlockSizes("dot", 16, 16, 16, 2)),
 ]
 
 
@@ -66,3 +66,5 @@ def test_bad_block_sizes_are_named():
         em.e8p_call(x, pk, em.E8PBlockSizes(block_n=32), interpret=True)
     with pytest.raises(ValueError, match="fma"):
         em.e8p_call(jnp.ones((9, 32)), pk, em.E8PBlockSizes(block_n=16), interpret=True)
+    with pytest.raises(ValueError, match="block_k=8"):
+        em.e8p_call(jnp.ones((9, 32)), pk, em.E8PBlockSizes("dot", 16, 8), interpret=True)
