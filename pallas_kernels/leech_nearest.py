@@ -8,17 +8,25 @@ have one norm, so the nearest unit codeword of x is the max inner product over t
 * (∓3, ±1²³) = s - 4 s_j e_j, s = 1 - 2c for a Golay codeword c: S_c - 4 min_j s_j x_j with
   S_c = Σ_j s_j x_j.
 
-The kernel scores the 759 octads and 4096 codewords of a tile of rows in registers (Σ terms as
-tensor-core dots of ±1 / 0-1 matrices at tf32x3 precision, the min terms as 24 select-min steps)
-and writes only the winner and its score per shape: 16 bytes per row instead of an N x 4096 (or
-N x 196560) score matrix. The cheap per-row rest (the pair shape, sign patterns, the position of
-the 3, the index) runs in XLA.
+Two kernels write only the winner and its score per shape (16 bytes per row instead of an
+N x 4096 or N x 196560 score matrix); the cheap per-row rest (the pair shape, sign patterns, the
+position of the 3, the index) runs in XLA.
+
+* ``layout="lanes"`` (opt-in: minutes of Triton compile): points on the lane axis. Octads:
+  Σ|x|, min|x| and the sign parity from partial folds shared between the 759 octads (trio
+  blocks, then halves). Golay shape in Turyn's form (``_turyn``): per x (a ``fori_loop``)
+  the 3 x 16 block tables of T = Σ s_i x_i and M = min s_i x_i, then score =
+  T1 + T2 + T3 - 4 min(M1, M2, M3) over the 16 x 16 pairs (a, b) (4 ops per pair); a second
+  pass with per-point masks recovers b. ~39k ops per row.
+* ``layout="tiles"`` (default): (rows x codewords) tiles, Σ terms as tensor-core dots of ±1 / 0-1
+  matrices at tf32x3 precision, the min terms as 24 select-min steps. ~240k ops per row.
 
 Index convention (identical to ``latticejax.lattices.leech_shell``): [0, 1104) pairs,
 4·pair + 2[x_a < 0] + [x_b < 0] (pairs a < b lexicographic); [1104, 98256) 1104 + 128·octad + p
 (octads in increasing Golay codeword index, p = minus signs on the octad's first 7 positions);
 [98256, 196560) 98256 + 24·codeword_index + j (j the position of the 3). Ties: first shape, lowest
-octad / codeword, lowest coordinate.
+octad, lowest coordinate; between codewords the lowest index ("tiles") or the first in Turyn
+order ("lanes"), which differ only where the float32 scores tie.
 """
 
 from __future__ import annotations
@@ -33,44 +41,14 @@ import numpy as np
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
+from pallas_kernels import _turyn
+from pallas_kernels._turyn import golay_codewords, octad_positions
+
 SHELL_SIZE = 196560
 NUM_PAIRS = 1104
 OCTAD_START = 1104
 GOLAY_START = 1104 + 759 * 128
 _NORM = math.sqrt(32.0)
-_G_POLY = (1, 0, 1, 0, 1, 1, 1, 0, 0, 0, 1, 1)  # x^0..x^11 of the [23, 12, 7] QR code
-
-
-@functools.lru_cache(maxsize=1)
-def golay_codewords() -> np.ndarray:
-    """(4096, 24) uint8 extended Golay codewords; row k encodes the 12 message bits of k.
-    (arXiv 2512.14697)
-
-    The cyclic [23,12,7] code of g(x) = x^11+x^10+x^6+x^5+x^4+x^2+1, extended by parity and brought
-    to systematic form [I_12 | A] (the convention of ``latticejax.lattices.golay``).
-    """
-    rows = np.zeros((12, 23), dtype=np.uint8)
-    for i in range(12):
-        rows[i, i : i + 12] = _G_POLY
-    g = np.concatenate([rows, rows.sum(axis=1, keepdims=True) % 2], axis=1).astype(np.uint8)
-    for col in range(12):
-        pivot = col + int(np.nonzero(g[col:, col])[0][0])
-        g[[col, pivot]] = g[[pivot, col]]
-        for r in range(12):
-            if r != col and g[r, col]:
-                g[r] ^= g[col]
-    msg = (np.arange(4096)[:, None] >> np.arange(12)[None, :]) & 1
-    return ((msg @ g.astype(np.int64)) % 2).astype(np.uint8)
-
-
-@functools.lru_cache(maxsize=1)
-def octad_positions() -> np.ndarray:
-    """(759, 8) int32 increasing positions of each octad, octads in increasing codeword index.
-
-    See arXiv 2512.14697.
-    """
-    c = golay_codewords()
-    return np.stack([np.nonzero(o)[0] for o in c[c.sum(axis=1) == 8]]).astype(np.int32)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -156,15 +134,19 @@ def _shape_scores_reference(x):
 
 @dataclasses.dataclass(frozen=True)
 class BlockSizes:
-    """Tiling of ``leech_nearest``: rows per program, codewords / octads per step, warps.
+    """Tiling of ``leech_nearest`` (arXiv 2512.14697).
 
-    See arXiv 2512.14697.
+    ``layout="tiles"`` (default): (block_rows x block_codes) score tiles over all 4096 codewords
+    and 768 (padded) octads. ``layout="lanes"``: the Turyn-form kernel, ``block_rows`` points
+    per program on the lane axis (a power of 2; ``block_codes`` unused); ~6x fewer ops, but its
+    unrolled body (759 octads) takes minutes in Triton's coalescing pass, so it is opt-in.
     """
 
     block_rows: int = 64
     block_codes: int = 64
     num_warps: int = 4
     num_stages: int = 2
+    layout: str = "tiles"
 
 
 def _check_input(x):
@@ -295,6 +277,133 @@ def _kernel_scores(flat, bs: BlockSizes, interpret: bool):
     return out_s[:r, 0], out_i[:r, 0], out_s[:r, 1], out_i[:r, 1]
 
 
+# ----------------------------------------------------------------------------------------------
+# Kernel, lanes layout: the Turyn form (points on the lane axis).
+# ----------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _octad_masks():
+    """(759,) octad masks in trio coordinates, octads in index order (arXiv 2512.14697)."""
+    inv = np.argsort(np.asarray(_turyn.turyn_tables().perm))
+    return tuple(int(sum(1 << int(inv[p]) for p in o)) for o in octad_positions())
+
+
+def _span_mask(masks, v):
+    """XOR of the 24-bit masks selected by the 4 bits of v (int32 scalar or vector)."""
+    acc = None
+    for j in range(4):
+        term = _turyn.select(((v >> j) & 1) == 1, jnp.int32(masks[j]), jnp.int32(0))
+        acc = term if acc is None else acc ^ term
+    return acc
+
+
+def _golay_tables(load, base, k, words, tt):
+    """Block k: (T, M) over ``words`` XOR the block bits of ``base``: T = Σ s_i x_i,
+    M = min s_i x_i with s_i = (-1)^bit (lists of (R,) vectors)."""
+    e, o = [], []
+    for i in range(8):
+        q = 8 * k + i
+        v = load(tt.perm[q]) * (1.0 - 2.0 * ((base >> q) & 1).astype(jnp.float32))
+        e.append(v)
+        o.append(-v)
+    return (
+        _turyn.fold_words(e, o, words, jnp.add),
+        _turyn.fold_words(e, o, words, jnp.minimum),
+    )
+
+
+def _golay_pair(t1, t2, t3, a, b, s):
+    """Score minus T1 of words (a, b, s): T2 + T3 - 4 min(M1, M2, M3) (same rounding in both
+    passes; for a fixed a each (a, s) occurs once, so min(M1, M3) costs 16 ops per a)."""
+    (_, m1), (tb2, m2), (tb3, m3) = t1, t2, t3
+    return (tb2[b] + tb3[s]) - 4.0 * jnp.minimum(m2[b], jnp.minimum(m1[a], m3[s]))
+
+
+def _lanes_kernel(x_ref, out_s_ref, out_i_ref, *, block, tt, octads):
+    r0 = pl.program_id(0) * block
+
+    def load(j):
+        return x_ref[j, pl.ds(r0, block)]
+
+    # Octads: Σ|x|, min|x| and the sign parity on each octad from shared partial folds,
+    # octad by octad (index order: the first maximum wins, as in the reference), so that the
+    # partial results die as early as the sharing allows.
+    xq = [load(p) for p in tt.perm]
+    ax = [jnp.abs(v) for v in xq]
+    sg = [_turyn.select(v < 0, -1.0, 1.0) for v in xq]
+    none = [None] * 24
+    f_sum = _turyn.folder(none, ax, jnp.add)
+    f_min = _turyn.folder(none, ax, jnp.minimum)
+    f_sgn = _turyn.folder(none, sg, jnp.multiply)
+    best2, o2 = None, None
+    for k, mask in enumerate(octads):
+        c = f_sum(mask) - (1.0 - f_sgn(mask)) * f_min(mask)  # (1 - σ) in {0, 2}: exact
+        if best2 is None:
+            best2, o2 = c, jnp.zeros(c.shape, jnp.int32)
+        else:
+            gt = c > best2
+            best2, o2 = jnp.maximum(c, best2), _turyn.select(gt, k, o2)
+
+    # Golay shape, pass 1: for each x the 3 × 16 block tables and the max over b for every a.
+    def body(it, carry):
+        best, best_i = carry
+        it = jnp.asarray(it, jnp.int32)
+        w = _span_mask(tt.x_masks, it)
+        t1, t2, t3 = (_golay_tables(load, w, k, tt.block_words[k], tt) for k in range(3))
+        for a in range(16):
+            inner = None
+            for b in range(16):
+                c = _golay_pair(t1, t2, t3, a, b, a ^ b)
+                inner = c if inner is None else jnp.maximum(inner, c)
+            tot = inner + t1[0][a]
+            gt = tot > best
+            best, best_i = _turyn.select(gt, tot, best), _turyn.select(gt, it * 16 + a, best_i)
+        return best, best_i
+
+    init = (jnp.full((block,), -jnp.inf, jnp.float32), jnp.zeros((block,), jnp.int32))
+    best3, best_i = jax.lax.fori_loop(0, 16, body, init)
+
+    # Pass 2: the best b for each point's (x, a), with per-point masks.
+    w = _span_mask(tt.x_masks, best_i >> 4)
+    wa = w ^ _span_mask(tt.a_masks, best_i & 15)  # block 1: X1 ⊕ α(a); block 3: X3 ⊕ h(a)
+    t1 = _golay_tables(load, wa, 0, (0,), tt)
+    t2 = _golay_tables(load, w, 1, tt.block_words[1], tt)
+    t3 = _golay_tables(load, wa, 2, tt.block_words[2], tt)  # word b here is h(a ^ b)
+    inner, b_best = None, None
+    for b in range(16):
+        c = _golay_pair(t1, t2, t3, 0, b, b)
+        if inner is None:
+            inner, b_best = c, jnp.zeros(c.shape, jnp.int32)
+        else:
+            gt = c > inner
+            inner, b_best = _turyn.select(gt, c, inner), _turyn.select(gt, b, b_best)
+
+    out_s_ref[0, pl.ds(r0, block)] = 2.0 * best2
+    out_s_ref[1, pl.ds(r0, block)] = best3
+    out_i_ref[0, pl.ds(r0, block)] = o2
+    out_i_ref[1, pl.ds(r0, block)] = best_i * 16 + b_best  # Turyn index (16x + a)·16 + b
+
+
+def _lanes_scores(flat, bs: BlockSizes, interpret: bool):
+    r = flat.shape[0]
+    t = bs.block_rows
+    rp = -(-r // t) * t
+    xt = jnp.pad(flat, ((0, rp - r), (0, 0))).T  # (24, R'): points on the lane axis
+    tt = _turyn.turyn_tables()
+    out_s, out_i = pl.pallas_call(
+        functools.partial(_lanes_kernel, block=t, tt=tt, octads=_octad_masks()),
+        grid=(rp // t,),
+        out_shape=(
+            jax.ShapeDtypeStruct((2, rp), jnp.float32),
+            jax.ShapeDtypeStruct((2, rp), jnp.int32),
+        ),
+        compiler_params=plgpu.CompilerParams(num_warps=bs.num_warps, num_stages=bs.num_stages),
+        interpret=interpret,
+        name="leech_nearest_turyn",
+    )(xt)
+    c3 = jnp.asarray(tt.golay_index)[out_i[1, :r]]
+    return out_s[0, :r], out_i[0, :r], out_s[1, :r], c3
+
+
 def leech_nearest(
     x: jax.Array,
     *,
@@ -319,7 +428,12 @@ def leech_nearest(
     n, width = x.shape
     flat = x.astype(jnp.float32).reshape(-1, 24)
     bs = block_sizes or BlockSizes()
-    s2, o2, s3, c3 = _kernel_scores(flat, bs, bool(interpret))
+    if bs.layout not in ("lanes", "tiles"):
+        raise ValueError(f"block_sizes.layout must be 'lanes' or 'tiles', got {bs.layout!r}.")
+    if bs.layout == "lanes" and (bs.block_rows <= 0 or bs.block_rows & (bs.block_rows - 1)):
+        raise ValueError(f"block_sizes.block_rows must be a power of 2, got {bs.block_rows}.")
+    scores = _lanes_scores if bs.layout == "lanes" else _kernel_scores
+    s2, o2, s3, c3 = scores(flat, bs, bool(interpret))
     idx = _finish(flat, s2, o2, s3, c3)
     return idx.reshape(n, width // 24), shell_codeword(idx).reshape(n, width)
 
@@ -352,3 +466,62 @@ def bench(tokens: int) -> dict:
         speedup=t_b / t_k,
         index_agreement=agree,
     )
+
+
+GPU_VARIANTS = (
+    BlockSizes(),  # the default ("tiles", the first kernel's tuned tiling)
+    BlockSizes(64, 64, 2, 1, "lanes"),
+)
+
+
+def gpu_report(
+    variants=GPU_VARIANTS, stop: float | None = None, tokens_list=(16384, 1 << 20)
+) -> list:
+    """Each tiling vs the XLA fp32 brute force at each token count, same run (JSON rows).
+
+    Indices are compared with the first variant (exactness cross-check between the kernels) and
+    with the brute force (tf32-rounded scores, so ~0.05% disagree). Variants are skipped once
+    ``time.time()`` passes ``stop``. See arXiv 2512.14697.
+    """
+    import time
+
+    from pallas_kernels import _timing
+
+    cb = shell_codeword(jnp.arange(SHELL_SIZE))
+
+    def brute(v):
+        def one(vc):
+            return jnp.argmax(vc @ cb.T, axis=1).astype(jnp.int32)
+
+        return jax.lax.map(one, v.reshape(-1, 1024, 24)).reshape(-1)
+
+    rows = []
+    for tokens in tokens_list:
+        x = jax.random.normal(jax.random.key(0), (tokens, 24), jnp.float32)
+        t_b = _timing.time_per_call(brute, [(x,)], min_calls=1, reps=3, warmup=1)
+        ib = brute(x)
+        first = None
+        for bs in variants:
+            if stop is not None and time.time() > stop:
+                rows.append(dict(op="leech_nearest", tokens=tokens, skipped=str(bs)))
+                continue
+            try:
+                fn = jax.jit(lambda v, bs=bs: leech_nearest(v, block_sizes=bs)[0])
+                t_k = _timing.time_per_call(fn, [(x,)], min_calls=3, reps=5)
+                idx = fn(x)[:, 0]
+                first = idx if first is None else first
+                rows.append(
+                    dict(
+                        op="leech_nearest",
+                        tokens=tokens,
+                        block_sizes=str(bs),
+                        kernel_us=t_k * 1e6,
+                        xla_brute_us=t_b * 1e6,
+                        speedup=t_b / t_k,
+                        index_agreement_brute=float(jnp.mean(idx == ib)),
+                        mismatch_vs_first_variant=int(jnp.sum(idx != first)),
+                    )
+                )
+            except Exception as e:  # report and go on with the other tilings
+                rows.append(dict(op="leech_nearest", block_sizes=str(bs), error=repr(e)[:400]))
+    return rows

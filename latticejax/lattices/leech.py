@@ -428,6 +428,13 @@ def _first_argmin(cost: jax.Array) -> jax.Array:
     return jnp.min(jnp.where(cost == low, rows, float(k)), axis=0).astype(jnp.int32)
 
 
+def _on_cuda() -> bool:
+    """True when the default backend is an NVIDIA GPU (the Pallas Triton kernels' target)."""
+    if jax.default_backend() != "gpu":
+        return False
+    return "rocm" not in str(getattr(jax.devices()[0].client, "platform_version", "")).lower()
+
+
 @functools.lru_cache(maxsize=4)
 def _codewords_array(dtype_name: str) -> np.ndarray:
     return golay.codewords().astype(dtype_name)
@@ -439,7 +446,11 @@ def default_chunk_size() -> int:
 
 
 def leech_closest_point(
-    x: jax.Array, *, scale: float = 1.0, chunk_size: int | None = None
+    x: jax.Array,
+    *,
+    scale: float = 1.0,
+    chunk_size: int | None = None,
+    use_kernel: bool | None = None,
 ) -> jax.Array:
     """Exact nearest point of ``scale · Λ24`` (classical scale: unimodular, minimal norm 4).
 
@@ -458,10 +469,25 @@ def leech_closest_point(
       scale: the lattice is ``scale · Λ24``.
       chunk_size: rows decoded at once (memory ~ chunk_size · 8192 · 4 floats at most a few
         times); ``None`` picks ``default_chunk_size()`` (128 on CPU, 32768 on accelerators).
+        Unused by the kernel.
+      use_kernel: decode float32 input with the fused Pallas kernel
+        ``pallas_kernels.leech_decode`` (same search in the Turyn form; ties may be broken
+        differently where float32 costs tie). ``None``: on CUDA GPUs for float32 input, the XLA
+        path elsewhere; ``True`` elsewhere runs the kernel in the Pallas interpreter.
     Returns:
       ``(..., 24)`` lattice points, dtype of the (promoted) input.
     """
     x = as_float_input(x, 24)
+    if use_kernel is None:
+        use_kernel = x.dtype == jnp.float32 and _on_cuda()
+    if use_kernel:
+        if x.dtype != jnp.float32:
+            raise TypeError(f"use_kernel=True needs float32 input, got dtype {x.dtype}.")
+        from pallas_kernels import leech_decode
+
+        y = x.reshape(-1, 24) * jnp.asarray(SQRT8 / scale, jnp.float32)
+        out = leech_decode.leech_decode(y, interpret=not _on_cuda())
+        return (out * jnp.asarray(scale / SQRT8, jnp.float32)).reshape(x.shape)
     chunk_size = default_chunk_size() if chunk_size is None else chunk_size
     if not (isinstance(chunk_size, int) and chunk_size > 0):
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}.")
