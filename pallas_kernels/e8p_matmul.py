@@ -31,6 +31,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
 from pallas_kernels import packing
+from pallas_kernels._tiles import load_word_tile, round_to_tf32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,12 +96,6 @@ def decode_e8p(idx: jax.Array, code: jax.Array) -> tuple[list[jax.Array], jax.Ar
     return out, shift2
 
 
-def _round_to_tf32(v: jax.Array) -> jax.Array:
-    """float32 -> 10 mantissa bits (ties away), so that a tf32 dot multiplies it exactly."""
-    b = jax.lax.bitcast_convert_type(v, jnp.uint32)
-    return jax.lax.bitcast_convert_type((b + 0x1000) & jnp.uint32(0xFFFFE000), jnp.float32)
-
-
 def _e8p_kernel(xr_ref, w_ref, tbl_ref, o_ref, *, kw, steps, rows_m, ncol, bs: E8PBlockSizes):
     j, s, mb = pl.program_id(0), pl.program_id(1), pl.program_id(2)
     bk, bn = bs.block_k, bs.block_n
@@ -108,13 +103,7 @@ def _e8p_kernel(xr_ref, w_ref, tbl_ref, o_ref, *, kw, steps, rows_m, ncol, bs: E
 
     def decoded(t):
         r0 = (s * steps + t) * bk
-        rows = r0 + jnp.arange(bk)
-        w = plgpu.load(
-            w_ref.at[pl.ds(r0, bk), pl.ds(n0, bn)],
-            mask=(rows < kw)[:, None],
-            other=0,
-            eviction_policy="evict_first",
-        ).astype(jnp.int32)
+        w = load_word_tile(w_ref, r0, n0, bk, bn, kw).astype(jnp.int32)
         out = []
         for p in range(2):
             idx = (w >> (16 * p)) & 0xFFFF
@@ -229,7 +218,7 @@ def e8p_call(
         mp = -(-m // bs.block_m) * bs.block_m
         # Operands the tensor cores multiply exactly; block sums of exactly those values, split
         # into two exact parts (hi + lo) so the shift term keeps float32 accuracy.
-        rnd = (lambda v: v.astype(jnp.bfloat16)) if x2.dtype == jnp.bfloat16 else _round_to_tf32
+        rnd = (lambda v: v.astype(jnp.bfloat16)) if x2.dtype == jnp.bfloat16 else round_to_tf32
         xr = rnd(xr)
         xsum = jnp.sum(xr.astype(jnp.float32), axis=2, keepdims=True)
         hi = rnd(xsum)

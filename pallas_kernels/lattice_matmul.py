@@ -51,6 +51,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
 from pallas_kernels import _timing, e8p_matmul, packing
+from pallas_kernels._tiles import load_word_tile, round_to_tf32
 
 _ONE_BITS = 0x3F800000  # float32 1.0
 _ONE_F16X2 = 0x3C003C00  # two float16 1.0
@@ -341,13 +342,6 @@ def _fma2_asm(acc, words, xpairs, bits: int, rscale=None):
     return out
 
 
-def _round_to_tf32(v: jax.Array) -> jax.Array:
-    """Rounds float32 to 10 mantissa bits (ties away) so that a tf32 dot multiplies it exactly."""
-    b = jax.lax.bitcast_convert_type(v, jnp.uint32)
-    b = (b + jnp.uint32(0x1000)) & jnp.uint32(0xFFFFE000)
-    return jax.lax.bitcast_convert_type(b, jnp.float32)
-
-
 # ----------------------------------------------------------------------------------------------
 # Kernel body.
 # ----------------------------------------------------------------------------------------------
@@ -379,14 +373,7 @@ def _glvq_kernel(
 
     def load_words(t):
         r0 = (s * steps + t) * bk
-        rows = r0 + jnp.arange(bk)
-        w = plgpu.load(
-            w_ref.at[pl.ds(r0, bk), pl.ds(n0, bn)],
-            mask=(rows < kw)[:, None],
-            other=0,
-            eviction_policy="evict_first",
-        )
-        return r0, w
+        return r0, load_word_tile(w_ref, r0, n0, bk, bn, kw)
 
     def finish_row(m, v):  # v: (bn,) float32 sum of xt * c for row m
         if bs.fuse_epilogue:
@@ -624,7 +611,7 @@ def _prologue_kernel(x_ref, g_ref, *out_refs, rows_m, k, kw, per, d, ng, bkp, ha
         for m in range(rows_m):
             for p in range(per):
                 v = xts[m][p]  # f32 output: rounded so that the tf32 dot multiplies it exactly
-                v = _round_to_tf32(v) if o_ref.dtype == jnp.float32 else v.astype(o_ref.dtype)
+                v = round_to_tf32(v) if o_ref.dtype == jnp.float32 else v.astype(o_ref.dtype)
                 o_ref[gi, p, m, pl.ds(rb * bkp, bkp)] = v
         return
     xp_ref, rinv_ref = out_refs
@@ -699,14 +686,14 @@ def _glvq_prologue(x2, packed, bs: BlockSizes, interpret: bool = False):
         return pairs, jnp.zeros((1, 1), jnp.float32), rinv  # offset sums: in the kernel
     if bs.mode in ("dot2", "dott2"):  # one loop fusion: offset sums are taken in the kernel
         xt = _glvq_transform_elementwise(x2, packed)  # (Ng, M, K) f32
-        xt = xt.astype(jnp.bfloat16) if x2.dtype == jnp.bfloat16 else _round_to_tf32(xt)
+        xt = xt.astype(jnp.bfloat16) if x2.dtype == jnp.bfloat16 else round_to_tf32(xt)
         xt = jnp.pad(xt, ((0, 0), (0, 0), (0, per * kw - k))).reshape(-1, m, per, kw)
         xt = jnp.pad(jnp.transpose(xt, (0, 2, 1, 3)), ((0, 0), (0, 0), (0, mp - m), (0, kwp - kw)))
         return xt, jnp.zeros((1, 1), jnp.float32), jnp.zeros((1,), jnp.float32)
     xt = _glvq_transform(x2, packed)  # (Ng, M, K) f32
     rinv = jnp.ones((m,), jnp.float32)
     if bs.mode != "fma":  # the dot multiplies bf16 (bf16 x) or tf32 (f32 x) operands exactly
-        xt = xt.astype(jnp.bfloat16) if x2.dtype == jnp.bfloat16 else _round_to_tf32(xt)
+        xt = xt.astype(jnp.bfloat16) if x2.dtype == jnp.bfloat16 else round_to_tf32(xt)
     xt = jnp.pad(xt, ((0, 0), (0, 0), (0, per * kw - k))).reshape(-1, m, per, kw)
     xsum = jnp.sum(xt.astype(jnp.float32), axis=(2, 3))  # (Ng, M)
     xt = jnp.transpose(xt, (0, 2, 1, 3))  # (Ng, P, M, Kw)

@@ -10,6 +10,7 @@ import pytest
 from pallas_kernels import e8p_matmul as em
 from pallas_kernels import lattice_matmul as lm
 from pallas_kernels import packing
+from pallas_kernels._tiles import round_to_tf32
 
 INTERPRET = jax.default_backend() != "gpu"
 
@@ -43,7 +44,7 @@ def test_kernel_matches_float64(m, k, n, dtype, bs):
     w = np.asarray(packing.dequantize(pk), np.float64)
     xf = x.astype(jnp.float32)
     if bs.mode == "dot" and dtype == jnp.float32:  # the tensor-core path multiplies tf32(x)
-        xf = em._round_to_tf32(xf)
+        xf = round_to_tf32(xf)
     want = np.asarray(xf, np.float64) @ w
     # Products are exact (bf16 / tf32-exact operands); only float32 summation order differs.
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * np.abs(want).max())
