@@ -246,3 +246,12 @@ def select(pred, on_true, on_false):
         return v if v.shape == shape else jax.lax.broadcast_in_dim(v, shape, ())
 
     return jax.lax.select(full(pred, jnp.bool_), full(on_true, dtype), full(on_false, dtype))
+
+
+def span_mask(masks, v):
+    """XOR of the 24-bit masks selected by the 4 bits of v (int32 scalar or vector)."""
+    acc = None
+    for j in range(4):
+        term = select(((v >> j) & 1) == 1, jnp.int32(masks[j]), jnp.int32(0))
+        acc = term if acc is None else acc ^ term
+    return acc

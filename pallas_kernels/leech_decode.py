@@ -111,15 +111,6 @@ def _block_table(load, mf, base, k, words, tt):
     )
 
 
-def _span_mask(masks, v):
-    """XOR of the 24-bit masks selected by the 4 bits of v (int32 scalar or vector)."""
-    acc = None
-    for j in range(4):
-        term = _turyn.select(((v >> j) & 1) == 1, jnp.int32(masks[j]), jnp.int32(0))
-        acc = term if acc is None else acc ^ term
-    return acc
-
-
 _GROUP = 4  # words of block 1 per loop step (unrolled); 16 / _GROUP steps
 
 
@@ -174,7 +165,7 @@ def _exact_step(load, tt, it, best, best_code):
     """Exact costs of the 256 cosets of class it = 16 m + x (int32 scalar or per-point vector);
     keeps the first of least cost as code = 16 (16 it + a) + b."""
     mf = (it >> 4).astype(jnp.float32)
-    w = _span_mask(tt.x_masks, it & 15)
+    w = _turyn.span_mask(tt.x_masks, it & 15)
     t1, t2, t3 = (_block_table(load, mf, w, k, tt.block_words[k], tt) for k in range(3))
     (s2, m2, g2) = t2
 
@@ -204,7 +195,7 @@ def _exact_step(load, tt, it, best, best_code):
 def _lower_bound(load, tt, it, d):
     """Parity-free bound of class it: min over (a, b) of S1 + S2 + S3, from the per-family
     f² terms ``d[q] = (c_q = 0, c_q = 1)`` (the same values as ``_block_table``'s S)."""
-    w = _span_mask(tt.x_masks, it & 15)
+    w = _turyn.span_mask(tt.x_masks, it & 15)
     tabs = []
     for k in range(3):
         e, o = [], []
@@ -298,8 +289,10 @@ def _decode_kernel(y_ref, out_ref, lb_ref, *, block, tt, prune):
 
     m = code >> 12
     mf = m.astype(jnp.float32)
-    w = _span_mask(tt.x_masks, (code >> 8) & 15)
-    cmask = w ^ _span_mask(tt.a_masks, (code >> 4) & 15) ^ _span_mask(tt.b_masks, code & 15)
+    w = _turyn.span_mask(tt.x_masks, (code >> 8) & 15)
+    cmask = (
+        w ^ _turyn.span_mask(tt.a_masks, (code >> 4) & 15) ^ _turyn.span_mask(tt.b_masks, code & 15)
+    )
 
     # Rebuild the point from integers: nearest multiple per coordinate, then the parity fix.
     inv = np.argsort(np.asarray(tt.perm))

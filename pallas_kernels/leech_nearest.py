@@ -287,15 +287,6 @@ def _octad_masks():
     return tuple(int(sum(1 << int(inv[p]) for p in o)) for o in octad_positions())
 
 
-def _span_mask(masks, v):
-    """XOR of the 24-bit masks selected by the 4 bits of v (int32 scalar or vector)."""
-    acc = None
-    for j in range(4):
-        term = _turyn.select(((v >> j) & 1) == 1, jnp.int32(masks[j]), jnp.int32(0))
-        acc = term if acc is None else acc ^ term
-    return acc
-
-
 def _golay_tables(load, base, k, words, tt):
     """Block k: (T, M) over ``words`` XOR the block bits of ``base``: T = Σ s_i x_i,
     M = min s_i x_i with s_i = (-1)^bit (lists of (R,) vectors)."""
@@ -347,7 +338,7 @@ def _lanes_kernel(x_ref, out_s_ref, out_i_ref, *, block, tt, octads):
     def body(it, carry):
         best, best_i = carry
         it = jnp.asarray(it, jnp.int32)
-        w = _span_mask(tt.x_masks, it)
+        w = _turyn.span_mask(tt.x_masks, it)
         t1, t2, t3 = (_golay_tables(load, w, k, tt.block_words[k], tt) for k in range(3))
         for a in range(16):
             inner = None
@@ -363,8 +354,8 @@ def _lanes_kernel(x_ref, out_s_ref, out_i_ref, *, block, tt, octads):
     best3, best_i = jax.lax.fori_loop(0, 16, body, init)
 
     # Pass 2: the best b for each point's (x, a), with per-point masks.
-    w = _span_mask(tt.x_masks, best_i >> 4)
-    wa = w ^ _span_mask(tt.a_masks, best_i & 15)  # block 1: X1 ⊕ α(a); block 3: X3 ⊕ h(a)
+    w = _turyn.span_mask(tt.x_masks, best_i >> 4)
+    wa = w ^ _turyn.span_mask(tt.a_masks, best_i & 15)  # block 1: X1 ⊕ α(a); block 3: X3 ⊕ h(a)
     t1 = _golay_tables(load, wa, 0, (0,), tt)
     t2 = _golay_tables(load, w, 1, tt.block_words[1], tt)
     t3 = _golay_tables(load, wa, 2, tt.block_words[2], tt)  # word b here is h(a ^ b)
