@@ -12,6 +12,14 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+# Columns every PTQ table shares: (header, row key, format spec), see ``write_results``.
+PTQ_HEAD = [("method", "method", ""), ("code bits", "bits", "")]
+PTQ_TAIL = [
+    ("layer rel. error", "rel_error", ".4f"),
+    ("bits/weight", "bpw", ".3f"),
+    ("time to quantize (s)", "seconds", ".1f"),
+]
+
 
 def write_results(
     workdir: Path,

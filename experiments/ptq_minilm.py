@@ -27,7 +27,7 @@ import numpy as np
 from absl import app, flags, logging
 from flax import nnx
 
-from experiments._table_cli import write_results
+from experiments._table_cli import PTQ_HEAD, PTQ_TAIL, write_results
 from latticejax.data import load_dataset, sources
 from latticejax.data.text import SHAKESPEARE_FILE
 from latticejax.models.minilm import MiniLM, WordPiece, from_pretrained
@@ -160,13 +160,10 @@ def _write(rows: list[dict], workdir: Path, n_calib: int, n_eval: int, n_layers:
         f"calibration {n_calib} Shakespeare lines, evaluation {n_eval} held-out lines."
     )
     columns = [
-        ("method", "method", ""),
-        ("code bits", "bits", ""),
+        *PTQ_HEAD,
         ("mean cosine to fp32", "cosine", ".4f"),
         ("top-1 retrieval agreement", "top1", ".3f"),
-        ("layer rel. error", "rel_error", ".4f"),
-        ("bits/weight", "bpw", ".3f"),
-        ("time to quantize (s)", "seconds", ".1f"),
+        *PTQ_TAIL,
     ]
     write_results(workdir, rows, intro, columns, rows)
 

@@ -33,7 +33,7 @@ import numpy as np
 from absl import app, flags, logging
 from flax import nnx
 
-from experiments._table_cli import write_results
+from experiments._table_cli import PTQ_HEAD, PTQ_TAIL, write_results
 from latticejax.data import load_dataset
 from latticejax.data.text import SHAKESPEARE_FILE
 from latticejax.models.smollm2 import (
@@ -214,12 +214,9 @@ def _write(rows: list[dict], workdir: Path, meta: dict) -> None:
         f"on {meta['n_eval']} x {meta['seq_len']} held-out tokens (second half)."
     )
     columns = [
-        ("method", "method", ""),
-        ("code bits", "bits", ""),
+        *PTQ_HEAD,
         ("perplexity", "ppl", ".2f"),
-        ("layer rel. error", "rel_error", ".4f"),
-        ("bits/weight", "bpw", ".3f"),
-        ("time to quantize (s)", "seconds", ".1f"),
+        *PTQ_TAIL,
         ("wall incl. calibration (s)", "wall", ".1f"),
     ]
     write_results(workdir, dict(meta=meta, rows=rows), intro, columns, rows)

@@ -78,6 +78,26 @@ def auto_group_rows(
     return K
 
 
+def _group_layout(K, N, group_dim, group_out, group_rows, generator_bits, max_overhead, auto):
+    """Validated ``(d, group_out, group_rows)``; ``group_rows=None`` is ``auto_group_rows`` when
+    ``auto`` (learned generators) and ``d`` otherwise."""
+    d = int(group_dim)
+    go = N if group_out is None else min(int(group_out), N)
+    check_divides(d, K, name="group_dim", dim_name="K (input dim)")
+    check_divides(go, N, name="group_out", dim_name="N (output dim)")
+    if group_rows is None:
+        group_rows = (
+            auto_group_rows(K, N, d, go, generator_bits=generator_bits, max_overhead=max_overhead)
+            if auto
+            else d
+        )
+    if group_rows % d or K % group_rows:
+        raise ValueError(
+            f"group_rows={group_rows} must be a multiple of group_dim={d} dividing K={K}."
+        )
+    return d, go, group_rows
+
+
 def layer_error(W_hat: jax.Array, W: jax.Array, H: jax.Array) -> jax.Array:
     """Normalized layer output error ``tr(E^T H E) / tr(W^T H W)``, ``E = W_hat - W``.
 
@@ -235,20 +255,9 @@ def glvq_calibrate(
     W = jnp.asarray(W, jnp.float32)
     H = jnp.asarray(H, jnp.float32)
     K, N = W.shape
-    d = int(group_dim)
-    go = N if group_out is None else min(int(group_out), N)
-    check_divides(d, K, name="group_dim", dim_name="K (input dim)")
-    check_divides(go, N, name="group_out", dim_name="N (output dim)")
-    if group_rows is None:
-        group_rows = (
-            auto_group_rows(K, N, d, go, generator_bits=generator_bits, max_overhead=max_overhead)
-            if lattice == "glvq"
-            else d
-        )
-    if group_rows % d or K % group_rows:
-        raise ValueError(
-            f"group_rows={group_rows} must be a multiple of group_dim={d} dividing K={K}."
-        )
+    d, go, group_rows = _group_layout(
+        K, N, group_dim, group_out, group_rows, generator_bits, max_overhead, lattice == "glvq"
+    )
     rep = group_rows // d
     kr, ng = K // group_rows, N // go
     gen_dtype = _DTYPES[generator_bits]
@@ -331,18 +340,9 @@ def glvq_refit(
     """
     W = jnp.asarray(W, jnp.float32)
     K, N = W.shape
-    d = int(group_dim)
-    go = N if group_out is None else min(int(group_out), N)
-    check_divides(d, K, name="group_dim", dim_name="K (input dim)")
-    check_divides(go, N, name="group_out", dim_name="N (output dim)")
-    if group_rows is None:
-        group_rows = auto_group_rows(
-            K, N, d, go, generator_bits=generator_bits, max_overhead=max_overhead
-        )
-    if group_rows % d or K % group_rows:
-        raise ValueError(
-            f"group_rows={group_rows} must be a multiple of group_dim={d} dividing K={K}."
-        )
+    d, go, group_rows = _group_layout(
+        K, N, group_dim, group_out, group_rows, generator_bits, max_overhead, True
+    )
     rep = group_rows // d
     kr, ng = K // group_rows, N // go
     eye = jnp.eye(d, dtype=jnp.float32)
