@@ -24,13 +24,14 @@ matrix. GPTQ's lazy-update block is 64 (it must divide K = 576 and 1536).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 from flax import nnx
 
 from experiments._table_cli import PTQ_HEAD, PTQ_TAIL, write_results
@@ -45,7 +46,16 @@ from latticejax.models.smollm2 import (
     rope_tables,
     token_nll,
 )
-from latticejax.quant.ptq import LayerReport, PTQOptions, run_ptq, summarize
+from latticejax.quant.glvq_calibration import layer_error
+from latticejax.quant.ldlq import STAGES
+from latticejax.quant.ptq import (
+    GROUP_METHODS,
+    LayerReport,
+    PTQOptions,
+    capture_hessians,
+    quantize_matrix,
+    summarize,
+)
 
 PATTERN = r"(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)/kernel$"
 # Q4_1 stores per 32 weights a 4-bit code, an fp16 scale and an fp16 offset.
@@ -76,10 +86,18 @@ _sum_nll = nnx.jit(lambda m, ids: jnp.sum(token_nll(m, ids)))
 _block = nnx.jit(lambda blk, h, cos, sin: blk(h, cos, sin))
 
 
+def _call_block(blk, x, cos, sin):
+    return blk(x, cos, sin)
+
+
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
 def perplexity(model: SmolLM2, ids: np.ndarray, batch: int = 8) -> float:
     """``exp`` of the mean next-token NLL over all windows ``ids (n, T)`` (jitted per batch)."""
-    total = sum(float(_sum_nll(model, ids[i : i + batch])) for i in range(0, len(ids), batch))
-    return float(np.exp(total / (ids.shape[0] * (ids.shape[1] - 1))))
+    total = sum(_sum_nll(model, ids[i : i + batch]) for i in range(0, len(ids), batch))
+    return float(np.exp(float(total) / (ids.shape[0] * (ids.shape[1] - 1))))
 
 
 def quantize_blockwise(
@@ -90,39 +108,44 @@ def quantize_blockwise(
     bits: int,
     key: jax.Array,
     options: PTQOptions,
-    sequential: bool = False,
+    max_blocks: int | None = None,
 ) -> list[LayerReport]:
     """Quantizes the 7 linear layers of every block in place, block by block.
 
+    The calibration inputs of block ``i`` are the outputs of the already quantized blocks
+    ``< i``; inside a block all 7 Hessians come from one jitted pass (`capture_hessians`, GPTQ's
+    default, arXiv 2210.17323 §4), and the layer error ``||X(W_hat-W)|| / ||XW||`` is
+    ``sqrt(tr(E^T H E) / tr(W^T H W))`` with the same ``H`` (no activations leave the device).
+
     Args:
       model: `SmolLM2`. calib: ``(n, T)`` int32 calibration windows.
-      method, bits, key, options: as `latticejax.quant.ptq.run_ptq`.
-      sequential: inside a block, capture each layer's inputs after quantizing the earlier ones
-        (7 block passes) instead of all from one pass (GPTQ's default, cheaper).
+      method, bits, key, options: as `latticejax.quant.ptq.quantize_matrix`.
+      max_blocks: quantize only the first ``max_blocks`` blocks (smoke runs); None: all.
     Returns:
-      one `LayerReport` per layer (paths ``layers/{i}/...``), in call order.
+      one `LayerReport` per layer (paths ``layers/{i}/...``), in block order.
     """
     x = model.embed(jnp.asarray(calib))
     cos, sin = rope_tables(calib.shape[1], model.config.head_dim, model.config.rope_base)
     reports = []
-    for i, blk in enumerate(model.layers):
-        rs = run_ptq(
-            blk,
-            lambda b, x=x: b(x, cos, sin),
-            method=method,
-            bits=bits,
-            pattern=PATTERN,
-            key=jax.random.fold_in(key, i),
-            options=options,
-            sequential=sequential,
-        )
-        reports += [
-            LayerReport(f"layers/{i}/{r.path}", r.shape, r.rel_error, r.bits_per_weight, r.seconds)
-            for r in rs
-        ]
+    blocks = list(model.layers)[:max_blocks]
+    for i, blk in enumerate(blocks):
+        hs = capture_hessians(blk, PATTERN, _call_block, x, cos, sin)
+        for j, (name, H) in enumerate(hs.items()):
+            layer = getattr(blk, name.split("/")[0])
+            W = layer.kernel[...]
+            t0 = time.perf_counter()
+            k = jax.random.fold_in(jax.random.fold_in(key, i), j)
+            W_hat, bpw = quantize_matrix(method, W, H, bits, k, options)
+            W_hat = jax.block_until_ready(W_hat)
+            seconds = time.perf_counter() - t0
+            err = jnp.sqrt(layer_error(W_hat, W, H))
+            layer.kernel[...] = W_hat.astype(layer.kernel.dtype)
+            reports.append(LayerReport(f"layers/{i}/{name}", tuple(W.shape), err, bpw, seconds))
         x = _block(blk, x, cos, sin)
-        logging.log_every_n_seconds(logging.INFO, "%s %d-bit: block %d done", 60, method, bits, i)
-    return reports
+        if (i + 1) % 10 == 0 or i + 1 == len(blocks):
+            g = f" g{options.group_size}" if options.group_size else ""
+            _log(f"  {method}{g} {bits}-bit: block {i + 1}/{len(blocks)}")
+    return [dataclasses.replace(r, rel_error=float(r.rel_error)) for r in reports]
 
 
 def run(
@@ -134,23 +157,37 @@ def run(
     *,
     seq_len: int = 256,
     glvq_steps: int = 50,
-    sequential: bool = False,
+    group_size: int | None = None,
+    max_blocks: int | None = None,
+    group_methods: tuple[str, ...] = GROUP_METHODS,
+    group_bits: tuple[int, ...] | None = None,
+    glvq_hadamard: str = "select",
+    time_limit: float | None = None,
     seed: int = 0,
     gguf: str | None = None,
     text: str | None = None,
 ) -> list[dict]:
-    """Runs the table; returns its rows (also written to ``workdir``).
+    """Runs the table; returns its rows (also written to ``workdir`` after every row).
 
+    For each bit width (in order): every method with one float32 scale per output column, then,
+    if ``group_size`` (and the width is in ``group_bits``, default all), the ``group_methods``
+    with one float16 scale per ``group_size`` input rows (rows named ``"gptq g64"``).
+    ``glvq_hadamard`` is `PTQOptions.glvq_hadamard` ("select": one GLVQ calibration per layer,
+    rotated or not, whichever GPTQ does better on). ``(method, bits)`` pairs a method does not
+    define (``ldlq_e8_had`` / ``glvq_e8p`` outside the E8P bit widths) are skipped with a
+    message, and so is everything left once ``time_limit`` seconds have passed.
     ``gguf``/``text`` replace the published model file / the Shakespeare corpus (tests).
     """
+    t_start = time.perf_counter()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     path = gguf or gguf_path()
-    model, tok = from_gguf(path)
+    ref_model, tok = from_gguf(path)
     calib, held = shakespeare_windows(tok, seq_len, n_calib, n_eval, text)
+    _log(f"loaded {path} and {n_calib}+{n_eval} windows ({time.perf_counter() - t_start:.1f} s)")
     t0 = time.perf_counter()
-    ppl = perplexity(model, held)
-    logging.info("reference perplexity %.3f (%.1f s)", ppl, time.perf_counter() - t0)
+    ppl = perplexity(ref_model, held)
+    _log(f"reference perplexity {ppl:.3f} ({time.perf_counter() - t0:.1f} s)")
     if not np.isfinite(ppl):
         raise RuntimeError(f"reference model perplexity is {ppl}.")
     rows = [
@@ -165,18 +202,33 @@ def run(
         )
     ]
     # GPTQ blocks must divide K (576 = 9 x 64, 1536 = 24 x 64).
-    options = PTQOptions(block_size=64, glvq_steps=glvq_steps)
+    options = PTQOptions(block_size=64, glvq_steps=glvq_steps, glvq_hadamard=glvq_hadamard)
+    n_blocks = len(ref_model.layers) if max_blocks is None else min(max_blocks, 30)
     meta = dict(
         n_calib=n_calib,
         n_eval=n_eval,
         seq_len=seq_len,
-        sequential=sequential,
-        n_layers=7 * model.config.num_layers,
+        n_layers=7 * n_blocks,
         glvq_steps=glvq_steps,
+        group_size=group_size,
+        glvq_hadamard=glvq_hadamard,
+        device=str(jax.devices()[0].device_kind),
+        skipped=[],
     )
     for b in bits:
-        for method in methods:
-            m, _ = from_gguf(path)
+        jobs = [(b, m, None) for m in methods]
+        if group_size and (group_bits is None or b in group_bits):
+            jobs += [(b, m, group_size) for m in group_methods]
+        for _, method, g in jobs:
+            name = method if g is None else f"{method} g{g}"
+            if method in ("ldlq_e8_had", "glvq_e8p") and b not in STAGES:
+                _log(f"skip {name} {b}-bit: E8P codebooks exist for bits {tuple(STAGES)}")
+                continue
+            if time_limit is not None and time.perf_counter() - t_start > time_limit:
+                _log(f"skip {name} {b}-bit: time limit {time_limit:.0f} s reached")
+                meta["skipped"].append(f"{name} {b}-bit")
+                continue
+            m = nnx.clone(ref_model)
             t0 = time.perf_counter()
             reports = quantize_blockwise(
                 m,
@@ -184,14 +236,14 @@ def run(
                 method=method,
                 bits=b,
                 key=jax.random.key(seed),
-                options=options,
-                sequential=sequential,
+                options=dataclasses.replace(options, group_size=g),
+                max_blocks=max_blocks,
             )
             wall = time.perf_counter() - t0
             s = summarize(reports)
             rows.append(
                 dict(
-                    method=method,
+                    method=name,
                     bits=b,
                     ppl=perplexity(m, held),
                     rel_error=s["rel_error"],
@@ -200,7 +252,12 @@ def run(
                     wall=wall,
                 )
             )
-            logging.info("%s", rows[-1])
+            r = rows[-1]
+            _log(
+                f"{name} {b}-bit: ppl {r['ppl']:.3f} rel.err {r['rel_error']:.4f} "
+                f"bpw {r['bpw']:.3f} quantize {r['seconds']:.1f} s wall {wall:.1f} s "
+                f"(total {time.perf_counter() - t_start:.0f} s)"
+            )
             _write(rows, workdir, meta)
     _write(rows, workdir, meta)
     return rows
@@ -225,6 +282,9 @@ def _write(rows: list[dict], workdir: Path, meta: dict) -> None:
 def main(argv: list[str]) -> None:
     del argv
     F = flags.FLAGS
+    # float32 matmuls in full precision on GPUs too (not TF32): Hessians, Cholesky factors
+    # and E8P distances are compared at float32 accuracy.
+    jax.config.update("jax_default_matmul_precision", "highest")
     run(
         F.workdir,
         F.methods.split(","),
@@ -233,9 +293,14 @@ def main(argv: list[str]) -> None:
         F.eval,
         seq_len=F.seq_len,
         glvq_steps=F.glvq_steps,
-        sequential=F.sequential,
+        group_size=F.group_size or None,
+        max_blocks=F.max_blocks or None,
+        group_methods=tuple(F.group_methods.split(",")),
+        group_bits=tuple(int(b) for b in F.group_bits.split(",")) if F.group_bits else None,
+        glvq_hadamard=F.glvq_hadamard,
+        time_limit=F.time_limit or None,
     )
-    print((Path(F.workdir) / "results.md").read_text())
+    print((Path(F.workdir) / "results.md").read_text(), flush=True)
 
 
 if __name__ == "__main__":
@@ -246,6 +311,11 @@ if __name__ == "__main__":
     flags.DEFINE_integer("eval", 32, "Held-out windows.")
     flags.DEFINE_integer("seq_len", 256, "Tokens per window.")
     flags.DEFINE_integer("glvq_steps", 50, "Adam steps of GLVQ calibration per layer.")
-    flags.DEFINE_bool("sequential", False, "Capture each layer after the earlier ones in a block.")
+    flags.DEFINE_integer("group_size", 0, "Input rows per scale (0: one scale per column).")
+    flags.DEFINE_integer("max_blocks", 0, "Quantize only the first blocks (0: all 30).")
+    flags.DEFINE_string("group_methods", ",".join(GROUP_METHODS), "Methods run with group_size.")
+    flags.DEFINE_string("group_bits", "", "Bit widths of the group-scale rows (empty: all).")
+    flags.DEFINE_enum("glvq_hadamard", "select", ["auto", "select", "on", "off"], "GLVQ rotation.")
+    flags.DEFINE_float("time_limit", 0, "Skip the configurations left after this many s (0: off).")
     flags.mark_flags_as_required(["workdir"])
     app.run(main)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -19,6 +20,13 @@ def code_range(bits: int) -> tuple[int, int]:
     """Signed integer range ``[-2^(b-1), 2^(b-1) - 1]`` of ``bits``-bit coordinates."""
     bits = check_bits(bits)
     return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+
+def traced_code_range(bits) -> tuple[jax.Array, jax.Array]:
+    """`code_range` as float32 scalars for an integer ``bits`` that may be traced, so that the
+    jitted quantizers compile once for every bit width (validate ``bits`` before tracing)."""
+    hi = jnp.exp2(jnp.asarray(bits, jnp.float32) - 1.0) - 1.0
+    return -hi - 1.0, hi
 
 
 def check_divides(size: int, dim: int, *, name: str, dim_name: str) -> None:

@@ -16,6 +16,10 @@ The fixed lattices ``zn`` (uniform / RTN), ``dn`` (D_d) and ``e8`` go through th
 scalar ``c`` learnable; their codebook is the parallelepiped ``{z @ B : z in [-2^(b-1),
 2^(b-1)-1]^d}`` (exactly b bits per weight), decoded by Babai rounding or, with
 ``decoder="exact"``, by the lattice's exact closest point followed by coordinate clipping.
+
+Optional companding (``compand = mu > 0``, GLVQ's companded lattice, arXiv 2510.20984 §3): codes
+are taken of ``F(W / scales)`` and ``W_hat = scales * F^-1(z @ G)`` with the mu-law ``F`` of
+`latticejax.quant.companding` on the code range ``2^(b-1)``; ``mu`` is fixed, so no bits are added.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from latticejax.quant._checks import (
     check_nonsingular,
     code_range,
 )
+from latticejax.quant.companding import mu_law, mu_law_inverse
 from latticejax.quant.rtn import search_scales
 
 LATTICES = ("glvq", "zn", "dn", "e8")
@@ -199,6 +204,7 @@ def init_generators(
     group_out: int | None = None,
     init: str = "identity",
     n_grid: int = 48,
+    compand: float = 0.0,
 ) -> tuple[jax.Array, jax.Array]:
     """Initial ``(G, scales)`` for `glvq_fake_quant` (arXiv 2510.20984 §3.3).
 
@@ -213,6 +219,7 @@ def init_generators(
     Args:
       W: ``(K, N)`` float weight. bits: 1..8. lattice: one of ``LATTICES``.
       group_dim: d. group_out: output columns per generator (default N).
+      compand: mu-law mu (0: off); the groups are fitted in the companded domain.
     Returns:
       ``G (K/d, N/go, d, d)`` and ``scales (N,)``, dtype of W.
     """
@@ -228,14 +235,14 @@ def init_generators(
         raise ValueError(f"init must be one of {INITS}, got {init!r}.")
     if init == "cholesky" and lattice != "glvq":
         raise ValueError(f"init='cholesky' needs lattice='glvq', got lattice={lattice!r}.")
-    return _init_generators(W, bits, lattice, group_dim, group_out, init, n_grid)
+    return _init_generators(W, bits, lattice, group_dim, group_out, init, n_grid, float(compand))
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6))
-def _init_generators(W, bits, lattice, group_dim, group_out, init, n_grid):
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6, 7))
+def _init_generators(W, bits, lattice, group_dim, group_out, init, n_grid, compand):
     d = group_dim
     scales = search_scales(W, bits, axis=0)
-    V = to_vectors(W / scales, d, group_out)
+    V = to_vectors(mu_law(W / scales, compand, 2.0 ** (bits - 1)), d, group_out)
     kb, ng = V.shape[:2]
     if init == "cholesky":
         S = jnp.einsum("bgcd,bgce->bgde", V, V) / group_out
@@ -262,14 +269,16 @@ def glvq_fake_quant(
     bits: int,
     *,
     codes: jax.Array | None = None,
+    compand: float = 0.0,
 ) -> jax.Array:
-    """Fake-quantized weight: value ``scales * z @ G``, gradient identity to ``W`` (STE) and the
-    reconstruction's gradient to ``G`` and ``scales`` (arXiv 2510.20984 §3.2).
+    """Fake-quantized weight: value ``scales * F^-1(z @ G)``, gradient identity to ``W`` (STE)
+    and the reconstruction's gradient to ``G`` and ``scales`` (arXiv 2510.20984 §3.2).
 
     Args:
       W: ``(K, N)`` float. G: ``(K/d, N/go, d, d)``. scales: ``(N,)``. bits: 1..8.
-      codes: optional precomputed ``(K, N)`` codes (e.g. from the exact decoder); default
-        clipped Babai rounding.
+      codes: optional precomputed ``(K, N)`` codes (e.g. from the exact decoder, taken of
+        ``F(W / scales)``); default clipped Babai rounding.
+      compand: mu of the mu-law ``F`` (`latticejax.quant.companding`); 0: ``F`` = identity.
     Returns:
       ``(K, N)`` dtype of W.
     """
@@ -279,10 +288,12 @@ def glvq_fake_quant(
     K, N = W.shape
     if (kb * d, ng * (N // max(ng, 1))) != (K, N) or N % ng:
         raise ValueError(f"G of shape {G.shape} does not tile W of shape {W.shape}.")
+    r = 2.0 ** (bits - 1)
     if codes is None:
-        V = to_vectors(jax.lax.stop_gradient(W / scales), d, N // ng)
+        V = to_vectors(jax.lax.stop_gradient(mu_law(W / scales, compand, r)), d, N // ng)
         codes = from_vectors(babai_codes(V, G, bits))
-    W_hat = dequantize(jax.lax.stop_gradient(codes), G, scales).astype(W.dtype)
+    U = dequantize(jax.lax.stop_gradient(codes), G, jnp.ones_like(scales))
+    W_hat = (mu_law_inverse(U, compand, r) * scales).astype(W.dtype)
     return W_hat + (W - jax.lax.stop_gradient(W))
 
 
@@ -295,6 +306,7 @@ class GLVQ(nnx.Module):
     Attributes:
       generator: ``(K/d, N/go, d, d)`` Param (``glvq``) or ``log_c``: ``(K/d, N/go)`` Param.
       scales: ``(N,)`` Param, per-output-column scale.
+      compand: mu-law mu applied to ``W / scales`` before rounding (0: off; module doc).
     """
 
     def __init__(
@@ -307,6 +319,7 @@ class GLVQ(nnx.Module):
         group_out: int | None = None,
         init: str = "identity",
         decoder: str = "babai",
+        compand: float = 0.0,
     ):
         check_matrix(W)
         self.bits = check_bits(bits)
@@ -320,6 +333,9 @@ class GLVQ(nnx.Module):
         self.group_dim = int(group_dim)
         self.group_out = N if group_out is None else int(group_out)
         self.decoder = decoder
+        if not compand >= 0:
+            raise ValueError(f"compand must be a mu-law mu >= 0 (0: off), got {compand!r}.")
+        self.compand = float(compand)
         G, scales = init_generators(
             jnp.asarray(W, jnp.float32),
             bits,
@@ -327,6 +343,7 @@ class GLVQ(nnx.Module):
             group_dim=self.group_dim,
             group_out=self.group_out,
             init=init,
+            compand=self.compand,
         )
         self.scales = nnx.Param(scales)
         if lattice == "glvq":
@@ -343,9 +360,10 @@ class GLVQ(nnx.Module):
         return jnp.exp(self.log_c[...])[..., None, None] * B
 
     def codes(self, W: jax.Array) -> jax.Array:
-        """``(K, N)`` int32 codes of ``W`` in ``[-2^(b-1), 2^(b-1)-1]``."""
+        """``(K, N)`` int32 codes of ``F(W / scales)`` in ``[-2^(b-1), 2^(b-1)-1]``."""
         G = self.generators()
-        V = to_vectors(jax.lax.stop_gradient(W / self.scales[...]), self.group_dim, self.group_out)
+        T = mu_law(W / self.scales[...], self.compand, 2.0 ** (self.bits - 1))
+        V = to_vectors(jax.lax.stop_gradient(T), self.group_dim, self.group_out)
         if self.decoder == "exact":
             lat = fixed_lattice(self.lattice, self.group_dim)
             z = exact_codes(V, jnp.exp(self.log_c[...]), lat, self.bits)
@@ -358,7 +376,9 @@ class GLVQ(nnx.Module):
         if tuple(W.shape) != self.shape:
             raise ValueError(f"W must have shape {self.shape}, got {tuple(W.shape)}.")
         codes = self.codes(W) if self.decoder == "exact" else None
-        return glvq_fake_quant(W, self.generators(), self.scales[...], self.bits, codes=codes)
+        return glvq_fake_quant(
+            W, self.generators(), self.scales[...], self.bits, codes=codes, compand=self.compand
+        )
 
     @property
     def bits_per_weight(self) -> float:

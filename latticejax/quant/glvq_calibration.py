@@ -31,10 +31,10 @@ import jax.numpy as jnp
 import optax
 
 from latticejax.lattices import babai_nearest_plane
-from latticejax.quant._checks import check_divides, code_range
+from latticejax.quant._checks import check_divides, code_range, traced_code_range
 from latticejax.quant.glvq import fixed_lattice, from_vectors, step_grid, to_vectors
 from latticejax.quant.gptq import check_problem, gptq, gptq_with, inverse_hessian_cholesky
-from latticejax.quant.rtn import search_scales
+from latticejax.quant.rtn import expand_scales, group_scales
 
 LATTICES = ("glvq", "zn", "dn", "e8")
 _DTYPES = {16: jnp.float16, 32: jnp.float32}
@@ -48,9 +48,9 @@ class GLVQCalibration:
       W_hat: ``(K, N)`` dequantized weight, equal to ``scales * (codes @ G)`` per group.
       codes: ``(K, N)`` int32 in ``[-2^(b-1), 2^(b-1)-1]``.
       generators: ``(K/d, N/go, d, d)``, exactly representable in the storage dtype.
-      scales: ``(N,)``.
+      scales: ``(N,)`` float32, or ``(K / group_size, N)`` holding float16 values.
       bits_per_weight: exact, including generators (``generator_bits`` each, shared ones once)
-        and float32 scales.
+        and the scales (float32 per column, or float16 per row group).
       history: ``((candidate name, normalized layer error), ...)`` in the order tried.
       chosen: name of the returned candidate.
     """
@@ -120,7 +120,7 @@ def _dequant(z: jax.Array, G: jax.Array, scales: jax.Array) -> jax.Array:
     return from_vectors(jnp.einsum("bgcd,bgde->bgce", Z, G)) * scales
 
 
-@functools.partial(jax.jit, static_argnums=(4, 5, 6, 7, 8))
+@functools.partial(jax.jit, static_argnums=(5, 6, 7, 8))
 def feedback_round(W, H, G, scales, bits, group_out, block_size, damp, feedback=True):
     """GLVQ codes with GPTQ-style error feedback (arXiv 2210.17323 / 2402.04396 block LDLQ).
 
@@ -131,14 +131,15 @@ def feedback_round(W, H, G, scales, bits, group_out, block_size, damp, feedback=
     to the remaining rows. ``feedback=False`` is plain clipped Babai rounding per vector.
 
     Args:
-      W: ``(K, N)`` float32. H: ``(K, K)``. G: ``(K/d, N/go, d, d)``. scales: ``(N,)``.
+      W: ``(K, N)`` float32. H: ``(K, K)``. G: ``(K/d, N/go, d, d)``. scales: ``(N,)``, or
+        ``(K, N)`` (per-row steps, e.g. row-group scales repeated by `rtn.expand_scales`).
       bits: 1..8. group_out: columns per generator. block_size: GPTQ lazy block. damp.
     Returns:
       ``(W_hat (K, N) float32, codes (K, N) float32 integral)``, ``W_hat = scales * z @ G``.
     """
     K, N = W.shape
     kb, ng, d, _ = G.shape
-    lo, hi = code_range(bits)
+    lo, hi = traced_code_range(bits)  # traced: one compile for every bit width
     round_fn = lambda t: jnp.clip(jnp.round(t), lo, hi)
     Ginv = jnp.linalg.inv(G)
     if not feedback:
@@ -151,9 +152,10 @@ def feedback_round(W, H, G, scales, bits, group_out, block_size, damp, feedback=
     def quant(w, i):
         M = jnp.linalg.inv(jax.lax.dynamic_slice(U, (i, i), (d, d)))
         Gb = jax.lax.dynamic_index_in_dim(G, i // d, 0, keepdims=False)  # (ng, d, d)
-        v = (w / scales).T.reshape(ng, group_out, d)
+        S = scales if scales.ndim == 1 else jax.lax.dynamic_slice_in_dim(scales, i, d)
+        v = (w / S).T.reshape(ng, group_out, d)
         z = jax.vmap(lambda x, B: babai_nearest_plane(x @ M, B @ M, round_fn=round_fn))(v, Gb)
-        return (jnp.einsum("gcd,gde->gce", z, Gb).reshape(N, d) * scales[:, None]).T
+        return jnp.einsum("gcd,gde->gce", z, Gb).reshape(N, d).T * S
 
     W_hat = gptq_with(W, H, quant, vec=d, block_size=block_size, damp=damp)
     # The codes of the fed-back solution (W_hat lies on each group's lattice).
@@ -163,25 +165,30 @@ def feedback_round(W, H, G, scales, bits, group_out, block_size, damp, feedback=
 
 
 def _materialize(params, lattice, basis, rep, gen_dtype):
-    """Stored-format ``(G (K/d, N/go, d, d), scales (N,))`` from the trainable parameters."""
+    """Stored-format ``(G (K/d, N/go, d, d), scales (N,) or (K/g, N))`` from the trainable
+    parameters (row-group scales are stored as float16)."""
     if lattice == "glvq":
         G = params["gen"].astype(gen_dtype).astype(jnp.float32)
     else:
         c = jnp.exp(params["log_c"]).astype(gen_dtype).astype(jnp.float32)
         G = c[..., None, None] * basis
-    return _expand(G, rep), jnp.exp(params["log_s"])
+    s = jnp.exp(params["log_s"])
+    if s.ndim == 2:
+        s = s.astype(jnp.float16).astype(jnp.float32)
+    return _expand(G, rep), s
 
 
 @functools.partial(jax.jit, static_argnames=("lattice", "rep", "steps", "lr"))
 def _refit(W, H, z, params, basis, *, lattice, rep, steps, lr):
     """Adam on ``layer_error`` over the generators and log-scales with the codes ``z`` fixed."""
+    K = W.shape[0]
 
     def loss_fn(p):
         if lattice == "glvq":
             G = _expand(p["gen"], rep)
         else:
             G = _expand(jnp.exp(p["log_c"])[..., None, None] * basis, rep)
-        return layer_error(_dequant(z, G, jnp.exp(p["log_s"])), W, H)
+        return layer_error(_dequant(z, G, expand_scales(jnp.exp(p["log_s"]), K)), W, H)
 
     tx = optax.adam(optax.cosine_decay_schedule(lr, steps))
     state = tx.init(params)
@@ -229,6 +236,7 @@ def glvq_calibrate(
     max_overhead: float = 0.125,
     block_size: int = 128,
     damp: float = 0.01,
+    group_size: int | None = None,
 ) -> GLVQCalibration:
     """GLVQ post-training calibration of one layer (arXiv 2510.20984), see the module docstring.
 
@@ -244,6 +252,8 @@ def glvq_calibrate(
       rounds: refit/re-round alternations. feedback: error-feedback rounding (else Babai).
       generator_bits: storage of generator entries (16: float16, 32: float32).
       block_size, damp: GPTQ lazy block and relative damping.
+      group_size: input rows per (float16) scale of a column, learned like the per-column
+        ones (divides K); None: one float32 scale per column.
     Returns:
       `GLVQCalibration`.
     """
@@ -263,13 +273,14 @@ def glvq_calibrate(
     gen_dtype = _DTYPES[generator_bits]
     kw = dict(block_size=min(block_size, K), damp=float(damp))
 
-    s0 = search_scales(W, bits, axis=0)
+    s0 = group_scales(W, bits, group_size)
+    ex = lambda s: expand_scales(s, K)  # stored scales -> per-row steps
     if lattice in ("glvq", "zn"):
         basis = jnp.eye(d, dtype=jnp.float32)
         c0 = jnp.ones((kr, ng), jnp.float32)
     else:
         basis = jnp.asarray(fixed_lattice(lattice, d).unit_basis, jnp.float32)
-        c0 = _log_grid_c(W, s0, basis, bits, d, go)[::rep]
+        c0 = _log_grid_c(W, ex(s0), basis, bits, d, go)[::rep]
     params = {"log_s": jnp.log(s0)}
     if lattice == "glvq":
         params["gen"] = c0[..., None, None] * basis
@@ -280,13 +291,13 @@ def glvq_calibrate(
     cands = []  # (error, name, W_hat, z, G, scales)
 
     def add(name, z, G, s):
-        Wh = _dequant(z, G, s)
+        Wh = _dequant(z, G, ex(s))
         cands.append((norm_err(Wh), name, Wh, z, G, s))
 
     G0, s0 = _materialize(params, lattice, basis, rep, gen_dtype)
     if lattice in ("glvq", "zn") and feedback:
         # GPTQ on the same per-column grid: the identity-generator code word of GLVQ.
-        add("gptq", gptq(W, H, bits, scales=s0, **kw).z, G0, s0)
+        add("gptq", gptq(W, H, bits, scales=s0, group_size=group_size, **kw).z, G0, s0)
     add("round0", *_round(W, H, G0, s0, bits, go, kw, feedback))
     for r in range(rounds):
         z = min(cands, key=lambda c: c[0])[3]
@@ -296,7 +307,8 @@ def glvq_calibrate(
         add(f"round{r + 1}", *_round(W, H, G, s, bits, go, kw, feedback))
     err, name, Wh, z, G, s = min(cands, key=lambda c: c[0])
     n_params = d * d if lattice == "glvq" else 1
-    bpw = bits + (generator_bits * n_params * kr * ng + 32 * N) / (K * N)
+    scale_bits = 32 * N if group_size is None else 16 * s.size
+    bpw = bits + (generator_bits * n_params * kr * ng + scale_bits) / (K * N)
     return GLVQCalibration(
         W_hat=Wh,
         codes=z.astype(jnp.int32),
@@ -359,7 +371,8 @@ def glvq_refit(
 
 
 def _round(W, H, G, s, bits, go, kw, feedback):
-    Wh, z = feedback_round(W, H, G, s, bits, go, kw["block_size"], kw["damp"], feedback)
+    S = expand_scales(s, W.shape[0])
+    Wh, z = feedback_round(W, H, G, S, bits, go, kw["block_size"], kw["damp"], feedback)
     return z, G, s
 
 

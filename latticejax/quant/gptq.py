@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 
-from latticejax.quant._checks import check_bits, check_divides, check_matrix, code_range
-from latticejax.quant.rtn import search_scales
+from latticejax.quant._checks import check_bits, check_divides, check_matrix, traced_code_range
+from latticejax.quant.rtn import expand_scales, group_scales, search_scales
 
 # quantizer(w_rows (vec, N), first_row_index) -> quantized rows (vec, N)
 RowQuantizer = Callable[[jax.Array, jax.Array], jax.Array]
@@ -27,7 +27,8 @@ RowQuantizer = Callable[[jax.Array, jax.Array], jax.Array]
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class GPTQResult:
-    """``W_hat (K, N)`` dequantized weight, ``z (K, N)`` integral codes, ``scales (N,)``."""
+    """``W_hat (K, N)`` dequantized weight, ``z (K, N)`` integral codes, ``scales (N,)`` (or
+    ``(K / group_size, N)`` with row groups)."""
 
     W_hat: jax.Array
     z: jax.Array
@@ -76,12 +77,15 @@ def inverse_hessian_cholesky(H: jax.Array, damp: float) -> jax.Array:
 
 
 def scalar_quantizer(scales: jax.Array, bits: int) -> RowQuantizer:
-    """The per-column uniform grid ``s_n * clip(round(w / s_n), -2^(b-1), 2^(b-1)-1)``."""
-    lo, hi = code_range(bits)
+    """The per-column uniform grid ``s_n * clip(round(w / s_n), -2^(b-1), 2^(b-1)-1)``.
+
+    ``scales`` is ``(N,)`` (one step per column) or ``(K, N)`` (row ``i``'s own steps, e.g.
+    group scales repeated over their rows, `rtn.expand_scales`)."""
+    lo, hi = traced_code_range(bits)
 
     def quant(w, i):
-        del i
-        return scales * jnp.clip(jnp.round(w / scales), lo, hi)
+        s = scales if scales.ndim == 1 else jax.lax.dynamic_slice_in_dim(scales, i, w.shape[0])
+        return s * jnp.clip(jnp.round(w / s), lo, hi)
 
     return quant
 
@@ -119,13 +123,16 @@ def gptq_with(
     check_divides(vec, block_size, name="vec", dim_name="block_size")
     U = inverse_hessian_cholesky(H, damp)
     W = jnp.where((jnp.diag(H) == 0)[:, None], 0.0, jnp.asarray(W))
-    Q = jnp.zeros_like(W)
-    for b0 in range(0, K, block_size):
-        b1 = b0 + block_size
-        Ub = U[b0:b1, b0:b1]
+    later_cols = jnp.arange(K)
 
-        def step(j, carry, b0=b0, Ub=Ub):
-            Wb, Qb, Eb = carry
+    # Blocks are a fori_loop too (dynamic slices), so the compiled program does not grow with K.
+    def block(bi, carry):
+        W, Q = carry
+        b0 = bi * block_size
+        Ub = jax.lax.dynamic_slice(U, (b0, b0), (block_size, block_size))
+
+        def step(j, inner):
+            Wb, Qb, Eb = inner
             r = j * vec
             w = jax.lax.dynamic_slice_in_dim(Wb, r, vec, 0)
             q = quantizer(w, b0 + r)
@@ -136,12 +143,17 @@ def gptq_with(
             Eb = jax.lax.dynamic_update_slice_in_dim(Eb, e, r, 0)
             return Wb, Qb, Eb
 
-        Wb0 = W[b0:b1]
+        Wb0 = jax.lax.dynamic_slice_in_dim(W, b0, block_size, 0)
         _, Qb, Eb = jax.lax.fori_loop(
             0, block_size // vec, step, (Wb0, jnp.zeros_like(Wb0), jnp.zeros_like(Wb0))
         )
-        Q = Q.at[b0:b1].set(Qb)
-        W = W.at[b1:].add(-U[b0:b1, b1:].T @ Eb)
+        Q = jax.lax.dynamic_update_slice_in_dim(Q, Qb, b0, 0)
+        # Lazy update of the rows after the block (rows <= the block get zero: masked).
+        Urows = jax.lax.dynamic_slice_in_dim(U, b0, block_size, 0)
+        Urows = jnp.where((later_cols >= b0 + block_size)[None], Urows, 0.0)
+        return W - Urows.T @ Eb, Q
+
+    _, Q = jax.lax.fori_loop(0, K // block_size, block, (W, jnp.zeros_like(W)))
     return Q
 
 
@@ -172,28 +184,41 @@ def gptq(
     block_size: int = 128,
     damp: float = 0.01,
     act_order: bool = False,
+    group_size: int | None = None,
 ) -> GPTQResult:
-    """GPTQ with one uniform grid per output column (arXiv 2210.17323, Algorithm 1).
+    """GPTQ with one uniform grid per output column (arXiv 2210.17323, Algorithm 1), or per
+    ``group_size`` input rows of a column (static groups: steps from the original ``W``).
 
     Args:
       W: ``(K, N)`` float weight (``y = x @ W``). H: ``(K, K)`` from `hessian`.
       bits: 1..8; codes in ``[-2^(b-1), 2^(b-1)-1]``.
-      scales: ``(N,)`` steps; default `search_scales` on ``W``.
+      scales: ``(N,)`` or ``(K / group_size, N)`` steps; default `rtn.group_scales` on ``W``
+        (float16-rounded for groups, their storage).
       block_size: lazy-update block (divides K after ``min(block_size, K)``); ``K`` is the
         unblocked algorithm.
       damp: relative diagonal damping. act_order: quantize rows by decreasing ``H_ii``.
+      group_size: input rows per scale (divides K); None: one scale per column.
     Returns:
-      `GPTQResult` with ``W_hat = z * scales`` (K, N), dtype of W.
+      `GPTQResult` with ``W_hat = z * scales`` (K, N) (group scales repeated), dtype of W.
     """
     bits = check_problem(W, H, bits)
     K = np.shape(W)[0]
     check_divides(min(block_size, K), K, name="block_size", dim_name="K")
+    if group_size is not None:
+        check_divides(group_size, K, name="group_size", dim_name="K (input dim)")
     return _gptq(
-        W, H, scales, damp=float(damp), bits=bits, block_size=block_size, act_order=act_order
+        W,
+        H,
+        scales,
+        damp=float(damp),
+        bits=bits,
+        block_size=block_size,
+        act_order=act_order,
+        group_size=group_size,
     )
 
 
-@functools.partial(jax.jit, static_argnames=("bits", "block_size", "act_order", "damp"))
+@functools.partial(jax.jit, static_argnames=("block_size", "act_order", "damp", "group_size"))
 def _gptq(
     W: jax.Array,
     H: jax.Array,
@@ -203,20 +228,24 @@ def _gptq(
     bits: int,
     block_size: int,
     act_order: bool,
+    group_size: int | None = None,
 ) -> GPTQResult:
     W = jnp.asarray(W)
     if scales is None:
-        scales = search_scales(W, bits, axis=0)
+        scales = group_scales(W, bits, group_size)
+        if group_size is not None:
+            scales = scales.astype(jnp.float16).astype(W.dtype)
+    S = expand_scales(scales, W.shape[0])
     perm = jnp.argsort(-jnp.diag(H)) if act_order else jnp.arange(W.shape[0])
     Q = gptq_with(
         W[perm],
         H[perm][:, perm],
-        scalar_quantizer(scales, bits),
+        scalar_quantizer(S if S.ndim == 1 else S[perm], bits),
         block_size=block_size,
         damp=damp,
     )
     Q = jnp.zeros_like(Q).at[perm].set(Q)
-    z = jnp.round(Q / scales)
+    z = jnp.round(Q / S)
     return GPTQResult(W_hat=Q, z=z, scales=scales)
 
 

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from latticejax.lattices import babai_nearest_plane
-from latticejax.quant._checks import check_bits, check_matrix, code_range
+from latticejax.quant._checks import check_bits, check_matrix, traced_code_range
 from latticejax.quant.gptq import GPTQResult, damp_hessian
 from latticejax.quant.rtn import search_scales
 
@@ -41,9 +41,9 @@ def gptq_nearest_plane(
     return _gptq_nearest_plane(W, H, scales, damp=float(damp), bits=bits)
 
 
-@functools.partial(jax.jit, static_argnames=("bits", "damp"))
+@functools.partial(jax.jit, static_argnames=("damp",))
 def _gptq_nearest_plane(W, H, scales, *, damp: float, bits: int) -> GPTQResult:
-    lo, hi = code_range(bits)
+    lo, hi = traced_code_range(bits)
     W = jnp.asarray(W)
     if scales is None:
         scales = search_scales(W, bits, axis=0)

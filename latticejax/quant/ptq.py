@@ -54,7 +54,7 @@ from latticejax.quant.hadamard import (
     random_signs,
 )
 from latticejax.quant.ldlq import STAGES, ldlq_e8
-from latticejax.quant.rtn import rtn
+from latticejax.quant.rtn import rtn, scale_bits_per_weight
 
 METHODS = (
     "rtn",
@@ -68,6 +68,9 @@ METHODS = (
     "glvq_e8",
     "glvq_e8p",
 )
+
+# Methods with the ``group_size`` option (one float16 scale per group of input rows).
+GROUP_METHODS = ("rtn", "gptq", "gptq_had", "glvq", "glvq_zn", "glvq_dn", "glvq_e8")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,9 +90,12 @@ class PTQOptions:
         learned lattice) instead of plain Babai rounding.
       glvq_hadamard: "auto" (calibrate with and without randomized Hadamard incoherence, keep
         the lower layer error; only "off" where K has no Hadamard matrix; ``glvq_e8p``: "on"
-        where K has one, else "off"), "on", or "off".
+        where K has one, else "off"), "select" (calibrate once, on the side, rotated or not,
+        where GPTQ's layer error is lower: half the cost of "auto"), "on", or "off".
       glvq_generator_bits: storage bits per generator entry (16: float16, 32: float32).
       glvq_max_overhead: generator bits/weight budget used when ``group_rows`` is None.
+      group_size: input rows sharing one float16 scale per output column (``GROUP_METHODS``;
+        counted in bits/weight); None: one float32 scale per column.
     """
 
     block_size: int = 128
@@ -106,6 +112,7 @@ class PTQOptions:
     glvq_hadamard: str = "auto"
     glvq_generator_bits: int = 16
     glvq_max_overhead: float = 0.125
+    group_size: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +137,10 @@ def quantize_matrix(
 ) -> tuple[jax.Array, float]:
     """Quantizes one ``(K, N)`` matrix by ``method`` given its proxy Hessian ``H (K, K)``.
 
+    ``options.group_size`` (methods ``GROUP_METHODS``) replaces the per-column float32 scale by
+    one float16 scale per ``group_size`` input rows of each column (``16 / group_size`` bits per
+    weight instead of ``32 / K``).
+
     Returns:
       ``(W_hat (K, N) float32, exact bits per weight incl. scales/generators/signs)``.
     """
@@ -140,11 +151,16 @@ def quantize_matrix(
     W = jnp.asarray(W, jnp.float32)
     H = jnp.asarray(H, jnp.float32)
     K, N = W.shape
-    scale_bits = 32 * N / (K * N)
+    g = options.group_size
+    if g is not None and method not in GROUP_METHODS:
+        raise ValueError(
+            f"group_size={g} is supported by the methods {GROUP_METHODS}, got method={method!r}."
+        )
+    scale_bits = scale_bits_per_weight((K, N), g)
     options = dataclasses.replace(options, block_size=_block_size(K, options.block_size))
-    kw = dict(block_size=options.block_size, damp=options.damp)
+    kw = dict(block_size=options.block_size, damp=options.damp, group_size=g)
     if method == "rtn":
-        return rtn(W, bits)[0], bits + scale_bits
+        return rtn(W, bits, group_size=g)[0], bits + scale_bits
     if method == "gptq":
         return gptq(W, H, bits, act_order=options.act_order, **kw).W_hat, bits + scale_bits
     if method == "gptq_babai":
@@ -161,7 +177,7 @@ def quantize_matrix(
         else:
             if bits not in STAGES:
                 raise ValueError(f"bits must be one of {tuple(STAGES)} for {method}, got {bits}.")
-            Q = ldlq_e8(Wr, Hr, bits, **kw).W_hat
+            Q = ldlq_e8(Wr, Hr, bits, block_size=options.block_size, damp=options.damp).W_hat
             bpw = bits + len(STAGES[bits]) * scale_bits + sign_bits
         return inverse_randomized_hadamard(Q, signs, axis=0), bpw
     if method == "glvq_e8p" and bits not in STAGES:
@@ -211,12 +227,23 @@ def _glvq(W, H, bits, key, lattice, options):
             max_overhead=options.glvq_max_overhead,
             block_size=options.block_size,
             damp=options.damp,
+            group_size=options.group_size,
         )
     )
     mode = options.glvq_hadamard
-    if mode not in ("auto", "on", "off"):
-        raise ValueError(f"glvq_hadamard must be 'auto', 'on' or 'off', got {mode!r}.")
-    if mode == "auto" and lattice == "e8p":
+    if mode not in ("auto", "select", "on", "off"):
+        raise ValueError(f"glvq_hadamard must be 'auto', 'select', 'on' or 'off', got {mode!r}.")
+    if mode == "select" and lattice != "e8p":
+        mode = "off"
+        if is_supported(K):
+            signs = random_signs(key, K)
+            Wr, Hr = incoherent_weight_and_hessian(W, H, signs)
+            g = dict(block_size=options.block_size, damp=options.damp)
+            g["group_size"] = options.group_size
+            plain = layer_error(gptq(W, H, bits, **g).W_hat, W, H)
+            rotated = layer_error(gptq(Wr, Hr, bits, **g).W_hat, Wr, Hr)
+            mode = "on" if float(rotated) < float(plain) else "off"
+    if mode in ("auto", "select") and lattice == "e8p":
         # E8P's ball codebook assumes incoherent (Gaussian-like) weights (QuIP#, arXiv
         # 2402.04396), and LDLQ with it is the slowest step here: rotate when possible, only.
         mode = "on" if is_supported(K) else "off"
@@ -282,6 +309,58 @@ def _layer_inputs(layer: nnx.Module, inputs: list[np.ndarray]) -> np.ndarray:
         ]
         return np.concatenate(rows)
     return np.concatenate([x.reshape(-1, x.shape[-1]) for x in inputs])
+
+
+class _TraceRecorder(nnx.Module):
+    """Passes calls through to ``inner`` and keeps its (traced) inputs in ``sink``."""
+
+    def __init__(self, inner: nnx.Module, sink: list):
+        self.inner = inner
+        self.sink = sink
+
+    def __call__(self, x, *args, **kwargs):
+        self.sink.append(x)
+        return self.inner(x, *args, **kwargs)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _hessians_jit(graphdef, paths, fn, state, args):
+    model = nnx.merge(graphdef, state)  # a private copy: the caller's model is never touched
+    sinks = {}
+    for p in paths:
+        sinks[p] = []
+        surgery.set_module(model, p, _TraceRecorder(surgery.get_module(model, p), sinks[p]))
+    fn(model, *args)
+    out = {}
+    for p in paths:
+        if not sinks[p]:
+            raise ValueError(f"fn never called the matched layer {surgery.path_str(p)!r}.")
+        layer = surgery.get_module(model, p).inner
+        if not isinstance(layer, nnx.Linear):
+            raise TypeError(f"capture_hessians supports nnx.Linear layers, got {type(layer)}.")
+        X = jnp.concatenate([x.reshape(-1, x.shape[-1]) for x in sinks[p]]).astype(jnp.float32)
+        out[surgery.path_str(p)] = hessian(X)
+    return out
+
+
+def capture_hessians(
+    model: nnx.Module, pattern: str, fn: Callable[..., Any], *args: jax.Array
+) -> dict[str, jax.Array]:
+    """Proxy Hessians ``H = 2 X^T X / n`` (arXiv 2210.17323 §3) of the matching Linear layers,
+    in one jitted pass of ``fn(model, *args)`` (inputs never leave the device).
+
+    Args:
+      model: NNX model (not modified). pattern: regex on kernel paths (`surgery.find_layers`).
+      fn: a hashable function (module level, not a fresh lambda, so the compiled pass is
+        reused) calling the model on calibration data. args: its array arguments.
+    Returns:
+      ``{path: (K, K) float32}``, one per matching layer (all calls of a layer pooled).
+    """
+    paths = tuple(surgery.find_layers(model, pattern))
+    if not paths:
+        raise ValueError(f"pattern={pattern!r} matched no Linear/Einsum kernel of the model.")
+    graphdef, state = nnx.split(model)
+    return _hessians_jit(graphdef, paths, fn, state, args)
 
 
 def run_ptq(

@@ -11,10 +11,16 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from latticejax.quant._checks import check_bits, check_matrix, code_range
+from latticejax.quant._checks import (
+    check_bits,
+    check_divides,
+    check_matrix,
+    code_range,
+    traced_code_range,
+)
 
 
-@functools.partial(jax.jit, static_argnames=("bits", "n_grid", "axis"))
+@functools.partial(jax.jit, static_argnames=("n_grid", "axis"))
 def search_scales(V: jax.Array, bits: int, *, n_grid: int = 48, axis: int = 0) -> jax.Array:
     """Per-slice step sizes minimizing the RTN squared error (grid search over clip ratios).
 
@@ -26,11 +32,11 @@ def search_scales(V: jax.Array, bits: int, *, n_grid: int = 48, axis: int = 0) -
     Returns:
       float array of ``V.shape`` without ``axis``: the best step per group (> 0).
     """
-    lo, hi = code_range(bits)
+    lo, hi = traced_code_range(bits)  # bits may be traced: one compile for all widths
     V = jnp.moveaxis(jnp.asarray(V), axis, 0)
     vmax = jnp.maximum(jnp.max(jnp.abs(V), axis=0), 1e-12)
     alphas = jnp.linspace(1.0 / n_grid, 1.0, n_grid, dtype=V.dtype)
-    steps = alphas[:, None] * (vmax / max(hi, 1))[None].reshape(1, -1)  # (n_grid, groups)
+    steps = alphas[:, None] * (vmax / jnp.maximum(hi, 1.0))[None].reshape(1, -1)  # (n_grid, groups)
     Vf = V.reshape(V.shape[0], -1)
 
     def err(step):
@@ -42,24 +48,54 @@ def search_scales(V: jax.Array, bits: int, *, n_grid: int = 48, axis: int = 0) -
     return best.reshape(V.shape[1:])
 
 
+def group_scales(W: jax.Array, bits: int, group_size: int | None) -> jax.Array:
+    """MSE-optimal RTN steps of ``W (K, N)``: ``(N,)`` per column (``group_size`` None) or
+    ``(K / group_size, N)``, one per ``group_size`` consecutive input rows of each column
+    (GPTQ's grouping, arXiv 2210.17323 §4 "Additional tricks")."""
+    check_matrix(W)
+    if group_size is None:
+        return search_scales(W, bits, axis=0)
+    K, N = W.shape
+    check_divides(group_size, K, name="group_size", dim_name="K (input dim)")
+    return search_scales(jnp.reshape(W, (K // group_size, group_size, N)), bits, axis=1)
+
+
+def expand_scales(scales: jax.Array, K: int) -> jax.Array:
+    """``(N,)`` or ``(G, N)`` group scales -> their ``(K, N)`` (or broadcastable ``(N,)``) steps."""
+    if scales.ndim == 1:
+        return scales
+    return jnp.repeat(scales, K // scales.shape[0], axis=0, total_repeat_length=K)
+
+
+def scale_bits_per_weight(shape: tuple[int, int], group_size: int | None) -> float:
+    """Scale storage per weight: one float32 per column (``32 / K``) or one float16 per group
+    of ``group_size`` rows of a column (``16 / group_size``)."""
+    return 32 / shape[0] if group_size is None else 16 / group_size
+
+
 def rtn(
-    W: jax.Array, bits: int, scales: jax.Array | None = None
+    W: jax.Array, bits: int, scales: jax.Array | None = None, *, group_size: int | None = None
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Round-to-nearest quantization with one step per output column.
+    """Round-to-nearest quantization with one step per output column (or per row group).
 
     Args:
       W: ``(K, N)`` float weight, ``y = x @ W``.
       bits: 1..8.
-      scales: optional ``(N,)`` steps; default: `search_scales` (MSE-optimal clip).
+      scales: optional ``(N,)`` or ``(K / group_size, N)`` steps; default: `group_scales`
+        (MSE-optimal clip), rounded to float16 when ``group_size`` is given (their storage).
+      group_size: input rows per scale (divides K); None: one scale per column.
     Returns:
-      ``(W_hat (K, N) like W, z (K, N) int32 in [-2^(b-1), 2^(b-1)-1], scales (N,))`` with
-      ``W_hat = z * scales``.
+      ``(W_hat (K, N) like W, z (K, N) int32 in [-2^(b-1), 2^(b-1)-1], scales)`` with
+      ``W_hat = z * scales`` (group scales repeated over their rows).
     """
     check_matrix(W)
     bits = check_bits(bits)
     lo, hi = code_range(bits)
     W = jnp.asarray(W)
     if scales is None:
-        scales = search_scales(W, bits, axis=0)
-    z = jnp.clip(jnp.round(W / scales), lo, hi)
-    return (z * scales).astype(W.dtype), z.astype(jnp.int32), scales
+        scales = group_scales(W, bits, group_size)
+        if group_size is not None:
+            scales = scales.astype(jnp.float16).astype(W.dtype)
+    S = expand_scales(scales, W.shape[0])
+    z = jnp.clip(jnp.round(W / S), lo, hi)
+    return (z * S).astype(W.dtype), z.astype(jnp.int32), scales

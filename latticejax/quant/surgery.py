@@ -219,6 +219,12 @@ def export_packed(model: nnx.Module) -> dict[str, packing.PackedLatticeWeight]:
     """
     out = {}
     for path, q in quantized_layers(model):
+        if q.quantizer.compand:
+            raise ValueError(
+                f"{path_str(path)!r} uses companding (compand={q.quantizer.compand}); the packed "
+                "format decodes scales * z @ G only, expected compand=0 for export_packed "
+                "(use bake for companded layers)."
+            )
         W = kernel_to_matrix(q.inner, q.inner.kernel[...])
         z = q.quantizer.codes(W)
         out[path_str(path)] = packing.pack_glvq(

@@ -94,3 +94,36 @@ def test_dead_inputs_are_zeroed_and_shapes_checked():
         gptq(jnp.ones((8, 3)), jnp.eye(8), 4, block_size=3)
     with pytest.raises(ValueError, match="act_order must be False"):
         gptq_back_to_front(jnp.ones((8, 3)), jnp.eye(8), 4, act_order=True)
+
+
+def _textbook_gptq_groups(W, H, S, bits, damp):
+    """`_textbook_gptq` with a per-row step ``S (K, N)`` (row groups of scales), float64."""
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    W = np.array(W, np.float64)
+    H = np.array(H, np.float64) + damp * np.mean(np.diag(H)) * np.eye(len(H))
+    Hinv = np.linalg.inv(H)
+    Q = np.zeros_like(W)
+    for i in range(W.shape[0]):
+        Q[i] = S[i] * np.clip(np.round(W[i] / S[i]), lo, hi)
+        W[i + 1 :] -= np.outer(Hinv[i + 1 :, i], (W[i] - Q[i]) / Hinv[i, i])
+        Hinv = Hinv - np.outer(Hinv[:, i], Hinv[i, :]) / Hinv[i, i]
+    return Q
+
+
+@pytest.mark.parametrize("act_order", [False, True])
+def test_gptq_group_scales_match_textbook(act_order):
+    with enable_x64(True):
+        X, W = _problem(11, K=24, N=5)
+        H = hessian(jnp.asarray(X))
+        res = gptq(jnp.asarray(W), H, 2, block_size=8, group_size=6, act_order=act_order)
+        s = np.asarray(res.scales)
+        assert s.shape == (4, 5)
+        np.testing.assert_array_equal(s, s.astype(np.float16))  # stored as float16
+        S = np.repeat(s, 6, axis=0)
+        perm = np.argsort(-np.diag(np.asarray(H)), kind="stable") if act_order else np.arange(24)
+        ref = np.zeros_like(W)
+        ref[perm] = _textbook_gptq_groups(W[perm], np.asarray(H)[perm][:, perm], S[perm], 2, 0.01)
+        np.testing.assert_allclose(np.asarray(res.W_hat), ref, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(res.z) * S, ref, atol=1e-6)
+    with pytest.raises(ValueError, match="group_size=5 must be a positive divisor of K"):
+        gptq(jnp.asarray(W, jnp.float32), H.astype(jnp.float32), 2, group_size=5)

@@ -1,12 +1,22 @@
 """The layer-by-layer PTQ pipeline on a small NNX model (every method through one entry point)."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
-from latticejax.quant.ptq import METHODS, PTQOptions, quantize_matrix, run_ptq, summarize
+from latticejax.quant.ptq import (
+    GROUP_METHODS,
+    METHODS,
+    PTQOptions,
+    capture_hessians,
+    quantize_matrix,
+    run_ptq,
+    summarize,
+)
 
 
 class MLP(nnx.Module):
@@ -151,3 +161,68 @@ def test_hadamard_methods_on_non_power_of_two_widths():
         E = np.asarray(W_hat - W)
         assert np.linalg.norm(E) < 0.7 * np.linalg.norm(np.asarray(W)), method
         assert bpw == pytest.approx(2 + 32 / K + 1 / N)
+
+
+def _mlp_call(m, x):
+    return m(x)
+
+
+def test_capture_hessians_matches_float64_numpy_and_leaves_model_intact():
+    model = MLP(nnx.Rngs(2))
+    before = jax.tree.map(np.asarray, nnx.state(model))
+    hs = capture_hessians(model, "kernel", _mlp_call, X)
+    x = np.asarray(X, np.float64)
+    W1, b1 = np.asarray(model.w1.kernel[...], np.float64), np.asarray(model.w1.bias[...])
+    h = _gelu(x @ W1 + b1)
+    assert sorted(hs) == ["a_last", "w1"]
+    np.testing.assert_allclose(np.asarray(hs["w1"]), 2 * x.T @ x / len(x), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(hs["a_last"]), 2 * h.T @ h / len(h), rtol=1e-3, atol=1e-4)
+    after = jax.tree.map(np.asarray, nnx.state(model))
+    jax.tree.map(np.testing.assert_array_equal, before, after)
+    assert isinstance(model.w1, nnx.Linear)  # the recorders lived in a private copy
+    with pytest.raises(ValueError, match="matched no Linear/Einsum"):
+        capture_hessians(model, "zzz", _mlp_call, X)
+
+
+def test_group_size_option():
+    rng = np.random.default_rng(8)
+    K, N = 32, 16  # the shapes of test_methods_reduce_layer_error_against_rtn (compiled once)
+    Xc = rng.normal(size=(256, K))
+    W = jnp.asarray(rng.normal(size=(K, N)) * np.exp(rng.normal(size=(K, 1))), jnp.float32)
+    H = jnp.asarray(2 * Xc.T @ Xc / len(Xc), jnp.float32)
+    opts = dataclasses.replace(OPTS, glvq_hadamard="off")
+    grouped = dataclasses.replace(opts, group_size=8)
+    assert {"rtn", "gptq", "gptq_had", "glvq"} <= set(GROUP_METHODS)
+    for method in ("rtn", "gptq", "glvq"):  # gptq_had: the same gptq call, rotated
+        W_col, b_col = quantize_matrix(method, W, H, 2, jax.random.key(0), opts)
+        W_grp, b_grp = quantize_matrix(method, W, H, 2, jax.random.key(0), grouped)
+        extra = 0.0
+        if method == "glvq":  # float16 8x8 generators: the same layout in both runs
+            extra = b_col - (2 + 32 / K)
+            assert extra > 0
+        assert b_col == pytest.approx(2 + 32 / K + extra)
+        assert b_grp == pytest.approx(2 + 16 / 8 + extra)  # one float16 per 8 rows per column
+        err = lambda Wh: float(jnp.sum((Wh - W) * (H @ (Wh - W))))
+        assert err(W_grp) < err(W_col), method
+    with pytest.raises(ValueError, match="group_size=8 is supported by the methods"):
+        quantize_matrix("glvq_e8p", W, H, 2, jax.random.key(0), grouped)
+
+
+def test_glvq_hadamard_select_is_one_of_the_two_sides():
+    rng = np.random.default_rng(9)
+    K, N = 24, 8  # 24 = 12 * 2 has a Hadamard matrix
+    Xc = rng.normal(size=(128, K)) * np.exp(rng.normal(size=K))
+    W = jnp.asarray(rng.standard_t(2, size=(K, N)), jnp.float32)
+    H = jnp.asarray(2 * Xc.T @ Xc / len(Xc), jnp.float32)
+    key = jax.random.key(2)
+    out = {
+        mode: quantize_matrix("glvq", W, H, 2, key, dataclasses.replace(OPTS, glvq_hadamard=mode))
+        for mode in ("select", "on", "off")
+    }
+    sel = np.asarray(out["select"][0])
+    assert any(
+        np.array_equal(sel, np.asarray(out[m][0])) and out["select"][1] == out[m][1]
+        for m in ("on", "off")
+    )
+    with pytest.raises(ValueError, match="glvq_hadamard must be 'auto', 'select'"):
+        quantize_matrix("glvq", W, H, 2, key, dataclasses.replace(OPTS, glvq_hadamard="x"))
