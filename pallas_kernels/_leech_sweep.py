@@ -1,43 +1,37 @@
-"""Times ``leech_nearest`` tilings on random tokens (kernel-tuning notes).
+"""GPU check and timing of ``leech_nearest`` tilings (kernel notes; JSON lines on stdout).
 
-python -m pallas_kernels._leech_sweep 1048576
+python -m pallas_kernels._leech_sweep check [TOKENS]        # every variant vs the first
+python -m pallas_kernels._leech_sweep bench TOKENS [SECONDS]  # vs fp32 / bf16 brute force
+
+Variants are ``leech_nearest.GPU_VARIANTS`` ("tiles" first: the check's baseline). SECONDS stops
+starting new variants after that many seconds (the caller's ``timeout`` is the hard guard).
 """
 
 from __future__ import annotations
 
+import json
 import sys
+import time
 
 import jax
-import jax.numpy as jnp
 
-from pallas_kernels import _timing
 from pallas_kernels import leech_nearest as ln
 
 
 def main(argv):
-    """Command-line entry (see the module docstring; kernels of arXiv 2510.20984 / 2512.14697)."""
-    tokens = int(argv[0])
-    x = jax.random.normal(jax.random.key(0), (tokens, 24), jnp.float32)
-    for rows, codes, warps in (
-        (64, 64, 4),
-        (64, 32, 4),
-        (128, 64, 4),
-        (128, 32, 8),
-        (64, 64, 8),
-        (32, 32, 4),
-    ):
-        bs = ln.BlockSizes(rows, codes, warps)
-        try:
-            t = _timing.time_per_call(
-                lambda v, bs=bs: ln.leech_nearest(v, block_sizes=bs)[0],
-                [(x,)],
-                min_calls=2,
-                reps=3,
-                warmup=1,
-            )
-            print(f"leech {tokens}: {t * 1e6:10.1f} us  {bs}", flush=True)
-        except Exception as e:  # report and continue
-            print(f"{bs}: FAILED {type(e).__name__}: {str(e)[:300]}", flush=True)
+    """Command-line entry (see the module docstring; the kernels of arXiv 2512.14697)."""
+    t0 = time.time()
+    print(json.dumps(dict(device=jax.devices()[0].device_kind, jax=jax.__version__)), flush=True)
+    if argv[0] == "check":
+        rows = ln.check(tokens=int(argv[1]) if len(argv) > 1 else 1 << 16)
+    elif argv[0] == "bench":
+        stop = t0 + float(argv[2]) if len(argv) > 2 else None
+        rows = ln.gpu_report(stop=stop, tokens_list=(int(argv[1]),))
+    else:
+        raise ValueError(f"mode must be 'check' or 'bench', got {argv[0]!r}.")
+    for r in rows:
+        print(json.dumps(r), flush=True)
+    print(json.dumps(dict(mode=argv[0], elapsed_s=round(time.time() - t0, 1))), flush=True)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -255,3 +256,105 @@ def span_mask(masks, v):
         term = select(((v >> j) & 1) == 1, jnp.int32(masks[j]), jnp.int32(0))
         acc = term if acc is None else acc ^ term
     return acc
+
+
+def _octad_masks_original() -> tuple[int, ...]:
+    """The 759 octads as 24-bit masks in original coordinates."""
+    return tuple(int(sum(1 << int(p) for p in o)) for o in octad_positions())
+
+
+def _extend_automorphism(start: dict, image_block) -> list[int] | None:
+    """First coordinate permutation of the Golay code extending ``start`` (point -> image).
+
+    Depth-first search with octad propagation: 5 points lie in exactly one octad, so once an
+    octad has 5 assigned points its image octad is known and every other point's candidates
+    shrink to inside / outside it. ``image_block(p)`` is the set of allowed images of p.
+    """
+    octs = _octad_masks_original()
+    pts = [[p for p in range(24) if o >> p & 1] for o in octs]
+    five = {}
+    for o, ps in zip(octs, pts):
+        for c in itertools.combinations(ps, 5):
+            five[sum(1 << q for q in c)] = o
+
+    def propagate(f):
+        while True:
+            used = 0
+            for v in f.values():
+                used |= 1 << v
+            cand = {p: image_block(p) & ~used for p in range(24) if p not in f}
+            for o, ps in zip(octs, pts):
+                asg = [p for p in ps if p in f]
+                if len(asg) < 5:
+                    continue
+                o2 = five[sum(1 << f[p] for p in asg[:5])]
+                if any(not (o2 >> f[p] & 1) for p in asg):
+                    return None
+                for p in cand:
+                    cand[p] &= o2 if o >> p & 1 else ~o2
+            if any(c == 0 for c in cand.values()):
+                return None
+            forced = [(p, c) for p, c in cand.items() if c & (c - 1) == 0]
+            if not forced:
+                return f
+            p, c = forced[0]
+            f = {**f, p: c.bit_length() - 1}
+
+    def search(f):
+        f = propagate(f)
+        if f is None:
+            return None
+        if len(f) == 24:
+            perm = [f[p] for p in range(24)]
+            octset = set(octs)
+            ok = all(sum(1 << perm[p] for p in ps) in octset for ps in pts)
+            return perm if ok else None
+        p = min(q for q in range(24) if q not in f)
+        used = set(f.values())
+        for q in range(24):
+            if image_block(p) >> q & 1 and q not in used:
+                out = search({**f, p: q})
+                if out is not None:
+                    return out
+        return None
+
+    return search(dict(start))
+
+
+def _perm_order(f) -> int:
+    """Order of the permutation p -> f[p] of range(24)."""
+    g, n = list(range(24)), 0
+    while True:
+        g, n = [f[v] for v in g], n + 1
+        if g == list(range(24)):
+            return n
+
+
+@functools.lru_cache(maxsize=1)
+def trio_automorphisms() -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(rho, pi): Golay code automorphisms (original coordinates, ``p -> rho[p]``) for the trio
+    of ``turyn_tables``: rho of order 7 maps each trio block to itself (one fixed point per
+    block, a 7-cycle on the rest), pi maps block k onto block k + 1 (mod 3).
+
+    The trio stabilizer 2^6:(S3 x L3(2)) of M24 (SPLAG ch. 10-11) contains both; they let the
+    Λ24-SQ kernel (arXiv:2512.14697) run the 756 non-trio octads as 36 orbit representatives
+    in a 3 x 7 loop whose carry is permuted statically. Found by search (octad propagation)
+    and checked.
+    """
+    perm = turyn_tables().perm
+    block = [0] * 24
+    for q, p in enumerate(perm):
+        block[p] = q // 8
+    bmask = [sum(1 << p for p in range(24) if block[p] == k) for k in range(3)]
+    b1 = [perm[i] for i in range(8)]
+    rho = None
+    for cyc in itertools.permutations(b1[2:]):
+        c = [b1[1], *cyc]
+        start = {b1[0]: b1[0], **{c[i]: c[(i + 1) % 7] for i in range(7)}}
+        rho = _extend_automorphism(start, lambda p: bmask[block[p]])
+        if rho is not None and _perm_order(rho) == 7:
+            break
+    pi = _extend_automorphism({}, lambda p: bmask[(block[p] + 1) % 3])
+    if rho is None or pi is None or _perm_order(rho) != 7:
+        raise AssertionError("trio automorphisms not found.")
+    return tuple(rho), tuple(pi)

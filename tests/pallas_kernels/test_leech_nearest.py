@@ -2,9 +2,10 @@
 reference against float64 brute force over the 196560 minimal vectors, and index agreement
 with latticejax.
 
-The Turyn ("lanes") kernel unrolls ~10k ops (759 octads, 16 × 16 pairs); XLA:CPU compiles its
-interpreted form in ~100 s at default settings and in ~15 s with optimization and fusion off,
-so both kernels run in one subprocess with those (process-wide) flags.
+Both kernels run in the Pallas interpreter in one subprocess with fast-compile XLA flags
+(process-wide; the interpreted kernels are large XLA graphs). The Turyn ("lanes") kernel's loop
+schedule (two Golay automorphisms, 36 octad representatives) is checked against latticejax's
+octads, and its traced body size is bounded (Triton's compile time grows superlinearly with it).
 """
 
 import functools
@@ -18,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from latticejax.lattices import leech, leech_shell
+from latticejax.lattices import golay, leech, leech_shell
+from pallas_kernels import _turyn
 from pallas_kernels import leech_nearest as ln
 
 FAST_COMPILE = (
@@ -45,8 +47,8 @@ def _inputs():
 @pytest.fixture(scope="module")
 def kernels_out(tmp_path_factory):
     """Both kernels on ``_both(x)`` in the Pallas interpreter, in one CPU subprocess with
-    fast-compile XLA flags (also on a GPU machine: the lanes kernel takes minutes to compile
-    for the GPU; the default tiles kernel is compiled for real in ``test_default_kernel``)."""
+    fast-compile XLA flags (also on a GPU machine; the default lanes kernel is compiled for real
+    in ``test_default_kernel`` there)."""
     x, _ = _inputs()
     path = tmp_path_factory.mktemp("leech_nearest")
     np.save(path / "x.npy", np.asarray(_both(x)))
@@ -121,7 +123,7 @@ def test_reference_is_exact():
 
 
 def test_default_kernel():
-    """The default path: the compiled tiles kernel on GPU, the reference elsewhere; bf16 input
+    """The default path: the compiled lanes kernel on GPU, the reference elsewhere; bf16 input
     is promoted."""
     x, near = _inputs()
     _check(x, near, *ln.leech_nearest(_both(x)))
@@ -142,3 +144,76 @@ def test_errors():
         ln.leech_nearest(
             jnp.ones((3, 24)), block_sizes=ln.BlockSizes(48, layout="lanes"), interpret=True
         )
+
+
+def test_trio_automorphisms():
+    """rho (order 7) fixes each trio block, pi cycles the blocks; both map the Golay code
+    (latticejax's codewords) onto itself."""
+    rho, pi = _turyn.trio_automorphisms()
+    code = {tuple(c) for c in golay.codewords().tolist()}
+    perm = np.asarray(_turyn.turyn_tables().perm)
+    blocks = [set(perm[8 * k : 8 * k + 8].tolist()) for k in range(3)]
+    for g in (rho, pi):
+        assert sorted(g) == list(range(24))
+        image = np.zeros((4096, 24), np.uint8)
+        image[:, np.asarray(g)] = golay.codewords()  # coordinate p moves to g[p]
+        assert {tuple(c) for c in image.tolist()} == code
+    for k in range(3):
+        assert {rho[p] for p in blocks[k]} == blocks[k]
+        assert {pi[p] for p in blocks[k]} == blocks[(k + 1) % 3]
+    g = list(range(24))
+    for _ in range(7):
+        g = [rho[v] for v in g]
+    assert g == list(range(24)) and rho != tuple(range(24))
+
+
+def test_octad_schedule():
+    """Replays the kernel's carry renaming on coordinate labels: code (7r + j)·36 + s is the
+    octad of representative s after r pi-steps and j rho-steps, 756 + k the trio's octads;
+    every octad of latticejax's list appears once."""
+    ol = ln._octad_loop()
+    perm = _turyn.turyn_tables().perm
+    octs = {tuple(np.nonzero(o)[0].tolist()): i for i, o in enumerate(golay.octads())}
+    assert len(ol.reps) == 36
+    got = np.full(759, -1)
+
+    def octad(labels, mask):
+        return octs[tuple(sorted(labels[perm[q]] for q in range(24) if mask >> q & 1))]
+
+    labels = list(range(24))  # the carry holds x[labels[i]] at position i
+    for k, m in enumerate(ol.trio):
+        got[756 + k] = octad(labels, m)
+    code = 0
+    for _ in range(3):
+        for _ in range(7):
+            for m in ol.reps:
+                got[code] = octad(labels, m)
+                code += 1
+            labels = [labels[ol.rho[i]] for i in range(24)]
+        labels = [labels[ol.pi[i]] for i in range(24)]
+    # octad_of_code maps to octad_positions() order = latticejax's golay.octads() order
+    np.testing.assert_array_equal(got, ol.octad_of_code)
+    assert sorted(got.tolist()) == list(range(759))
+
+
+def _count_eqns(jaxpr):
+    n = 0
+    for e in jaxpr.eqns:
+        n += 1
+        for v in e.params.values():
+            for sub in v if isinstance(v, (tuple, list)) else (v,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    n += _count_eqns(inner)
+    return n
+
+
+def test_lanes_body_is_small():
+    """The traced lanes kernel (loops counted once) stays far below the 759-octad unrolled
+    form (13.2k equations, minutes in Triton's coalescing pass; this one: 2.5k, ~5 s)."""
+    bs = ln.BlockSizes(32, 64, 1, 1, "lanes")
+    closed = jax.make_jaxpr(lambda v: ln._lanes_scores(v, bs, True))(jnp.zeros((64, 24)))
+    kernels = [e for e in closed.jaxpr.eqns if e.primitive.name == "pallas_call"]
+    assert len(kernels) == 1
+    n = _count_eqns(kernels[0].params["jaxpr"])
+    assert 1000 < n < 4000, n
