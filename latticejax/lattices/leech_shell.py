@@ -50,6 +50,7 @@ from latticejax.lattices.leech import (
     NUM_SHAPE_2,
     NUM_SHAPE_3,
     NUM_SHAPE_4,
+    _on_cuda,
     _word_tables,
     default_chunk_size,
     even_words8,
@@ -320,7 +321,7 @@ def leech_shell_index(codeword: jax.Array) -> jax.Array:
 
 
 def leech_shell_nearest(
-    x: jax.Array, *, chunk_size: int | None = None
+    x: jax.Array, *, chunk_size: int | None = None, use_kernel: bool | None = None
 ) -> tuple[jax.Array, jax.Array]:
     """Exact nearest unit Λ24 shell codeword (max inner product) of arXiv:2512.14697.
 
@@ -332,10 +333,28 @@ def leech_shell_nearest(
       x: ``(..., 24)`` float array (bf16/f16 promoted to float32); need not be unit-norm.
       chunk_size: rows searched at once (memory ~ chunk_size · 759 · 8 floats); ``None`` picks
         ``leech.default_chunk_size()`` on CPU (128) and ``SHELL_CHUNK_ACCEL`` (131072) otherwise.
+        Unused by the kernel.
+      use_kernel: search float32 input with the fused Pallas kernel
+        ``pallas_kernels.leech_nearest`` (the same exact search, Turyn form; where float32 scores
+        tie exactly it may return another of the tied codewords). ``None``: on CUDA GPUs for
+        float32 input, the XLA path elsewhere; ``True`` elsewhere runs the Pallas interpreter.
     Returns:
       ``(index, codeword)``: ``(...,)`` int32 in [0, 196560) and ``(..., 24)`` float32 unit vector.
     """
     x = as_float_input(x, 24)
+    if use_kernel is None:
+        use_kernel = x.dtype == jnp.float32 and _on_cuda()
+    if use_kernel:
+        if x.dtype != jnp.float32:
+            raise TypeError(f"use_kernel=True needs float32 input, got dtype {x.dtype}.")
+        if x.size == 0:
+            return jnp.zeros(x.shape[:-1], jnp.int32), x
+        from pallas_kernels import leech_nearest as kernel
+
+        # Piecewise constant in x: no gradient, and pallas_call has no differentiation rule.
+        flat = jax.lax.stop_gradient(x.reshape(-1, 24))
+        index, codeword = kernel.leech_nearest(flat, interpret=not _on_cuda())
+        return index.reshape(x.shape[:-1]), codeword.reshape(x.shape)
     index = _chunked(_leech_chunk, x, chunk_size)
     return index, leech_shell_codeword(index)
 

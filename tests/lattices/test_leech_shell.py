@@ -192,3 +192,27 @@ def test_turyn_form_and_xor_reduce():
     brute = (u[:, None, :, :] + v[:, s[:, None] ^ s[None, :], :]).max(axis=2)
     got = leech.xor_reduce(jnp.asarray(u), jnp.asarray(v), jnp.maximum)
     np.testing.assert_array_equal(np.asarray(got), brute)
+
+
+def test_kernel_dispatch(monkeypatch):
+    """``use_kernel=True`` routes float32 input through ``pallas_kernels.leech_nearest`` with the
+    batch flattened and restored. The kernel itself is checked in tests/pallas_kernels (here the
+    pure-JAX reference stands in for it, so the test stays fast on CPU)."""
+    from pallas_kernels import leech_nearest as kernel
+
+    calls = []
+
+    def fake(x, *, block_sizes=None, interpret=None):
+        calls.append((x.shape, interpret))
+        return kernel.leech_nearest_reference(x)
+
+    monkeypatch.setattr(kernel, "leech_nearest", fake)
+    x = jax.random.normal(jax.random.key(7), (2, 3, 24), jnp.float32)
+    i1, c1 = leech_shell_nearest(x, use_kernel=True)
+    i0, c0 = leech_shell_nearest(x, use_kernel=False)
+    assert calls == [((6, 24), jax.default_backend() != "gpu")]
+    assert i1.shape == (2, 3) and c1.shape == (2, 3, 24)
+    np.testing.assert_array_equal(np.asarray(i1), np.asarray(i0))
+    np.testing.assert_array_equal(np.asarray(c1), np.asarray(c0))
+    g = jax.grad(lambda y: jnp.sum(leech_shell_nearest(y, use_kernel=True)[1] * y))(x)
+    np.testing.assert_array_equal(np.asarray(g), np.asarray(c0))  # codeword held constant
