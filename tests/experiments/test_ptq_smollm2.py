@@ -8,22 +8,44 @@ from experiments import ptq_smollm2
 from tests.models.test_smollm2 import _rng, _write_tiny_gguf
 
 
-def test_group_rows_skips_and_max_blocks(tmp_path):
+def _run(tmp_path, out, methods, bits, **kwargs):
+    """``ptq_smollm2.run`` on a tiny random GGUF file and text (written once per test)."""
     rng = _rng()
-    _write_tiny_gguf(tmp_path / "tiny.gguf", rng)
+    if not (tmp_path / "tiny.gguf").exists():
+        _write_tiny_gguf(tmp_path / "tiny.gguf", rng)
     text = "\n".join(" ".join(rng.choice(["hello", "the", "world", "12"], 6)) for _ in range(40))
-    rows = ptq_smollm2.run(
-        str(tmp_path / "out"),
-        ["rtn", "ldlq_e8_had"],
-        [5],
+    return ptq_smollm2.run(
+        str(tmp_path / out),
+        methods,
+        bits,
         n_calib=1,
         n_eval=1,
         seq_len=16,
+        gguf=str(tmp_path / "tiny.gguf"),
+        text=text,
+        **kwargs,
+    )
+
+
+def test_table_on_tiny_file(tmp_path):
+    rows = _run(tmp_path, "out", ["gptq"], [3])
+    assert [r["method"] for r in rows] == ["reference (Q4_1 file)", "gptq"]
+    for r in rows[1:]:
+        assert np.isfinite(r["ppl"]) and 0 < r["rel_error"] < 1
+        assert 3 < r["bpw"] < 4  # 3-bit codes + one fp32 scale per output column
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "| gptq | 3 |" in md and "14 linear layers" in md
+
+
+def test_group_rows_skips_and_max_blocks(tmp_path):
+    rows = _run(
+        tmp_path,
+        "out",
+        ["rtn", "ldlq_e8_had"],
+        [5],
         group_size=8,
         group_methods=("rtn",),
         max_blocks=1,
-        gguf=str(tmp_path / "tiny.gguf"),
-        text=text,
     )
     names = [(r["method"], r["bits"]) for r in rows[1:]]
     # ldlq_e8_had exists at 2/3/4 bits only: skipped at 5.
@@ -34,17 +56,7 @@ def test_group_rows_skips_and_max_blocks(tmp_path):
     meta = json.loads((tmp_path / "out" / "results.json").read_text())["meta"]
     assert meta["n_layers"] == 7 and meta["group_size"] == 8 and meta["skipped"] == []
     # A zero time limit skips everything after the reference row, and says so.
-    rows = ptq_smollm2.run(
-        str(tmp_path / "out2"),
-        ["rtn"],
-        [2],
-        n_calib=1,
-        n_eval=1,
-        seq_len=16,
-        time_limit=0.0,
-        gguf=str(tmp_path / "tiny.gguf"),
-        text=text,
-    )
+    rows = _run(tmp_path, "out2", ["rtn"], [2], time_limit=0.0)
     assert len(rows) == 1
     meta = json.loads((tmp_path / "out2" / "results.json").read_text())["meta"]
     assert meta["skipped"] == ["rtn 2-bit"]

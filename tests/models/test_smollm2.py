@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from experiments import ptq_smollm2
 from latticejax.models import smollm2
 from latticejax.models.gguf import TYPE_IDS, read_gguf
 from latticejax.models.smollm2 import (
@@ -353,28 +352,6 @@ def test_loader_errors(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     with pytest.raises(ImportError, match="huggingface_hub"):
         smollm2.from_hub()
-
-
-def test_ptq_table_on_tiny_file(tmp_path):
-    rng = _rng()
-    _write_tiny_gguf(tmp_path / "tiny.gguf", rng)
-    text = "\n".join(" ".join(rng.choice(["hello", "the", "world", "12"], 6)) for _ in range(40))
-    rows = ptq_smollm2.run(
-        str(tmp_path / "out"),
-        ["gptq"],
-        [3],
-        n_calib=1,
-        n_eval=1,
-        seq_len=16,
-        gguf=str(tmp_path / "tiny.gguf"),
-        text=text,
-    )
-    assert [r["method"] for r in rows] == ["reference (Q4_1 file)", "gptq"]
-    for r in rows[1:]:
-        assert np.isfinite(r["ppl"]) and 0 < r["rel_error"] < 1
-        assert 3 < r["bpw"] < 4  # 3-bit codes + one fp32 scale per output column
-    md = (tmp_path / "out" / "results.md").read_text()
-    assert "| gptq | 3 |" in md and "14 linear layers" in md
 
 
 def test_gguf_path_cache_and_offline(tmp_path, monkeypatch):
