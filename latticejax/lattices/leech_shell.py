@@ -353,7 +353,8 @@ def leech_shell_nearest(
 
         # Piecewise constant in x: no gradient, and pallas_call has no differentiation rule.
         flat = jax.lax.stop_gradient(x.reshape(-1, 24))
-        index, codeword = kernel.leech_nearest(flat, interpret=not _on_cuda())
+        # interpret=None compiles the kernel on the GPU (False would select the reference).
+        index, codeword = kernel.leech_nearest(flat, interpret=None if _on_cuda() else True)
         return index.reshape(x.shape[:-1]), codeword.reshape(x.shape)
     index = _chunked(_leech_chunk, x, chunk_size)
     return index, leech_shell_codeword(index)
