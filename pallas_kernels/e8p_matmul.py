@@ -148,13 +148,14 @@ def default_block_sizes(m: int, k: int, n: int) -> E8PBlockSizes:
     """Many short programs (the decode loop is latency-bound at small batch, as for the GLVQ
     kernel; docs/kernel_notes.md): split K until ~3500 programs (FMA) / ~7000 programs of 64
     columns (tensor cores), keeping >= 2 (FMA) / 1 (tensor cores) steps per program; H100
-    sweep in BENCHMARKS.md. arXiv 2402.04396."""
+    sweep in BENCHMARKS.md. FMA steps of 8 words (95 registers instead of 153 at 16 words;
+    120.1 vs 125.6 us at 8192 x 28672, docs/kernel_notes.md session 3). arXiv 2402.04396."""
     fma = m <= 4
     bn = 128 if fma else 64
     while bn > 16 and n % bn:
         bn //= 2
     kw = -(-(k // packing.E8P_BLOCK) // 2)
-    bk = 16 if fma else 32
+    bk = 8 if fma else 32
     split, target, min_steps = 1, (3500 if fma else 7000), (2 if fma else 1)
     while (n // bn) * split < target and split * 2 * min_steps * bk <= kw:
         split *= 2

@@ -31,7 +31,11 @@ Kernel bodies (chosen per shape by ``BlockSizes.mode``):
     ``"fma2b"``, offset sums in the kernel; ``"dott2"`` puts the decoded codes on the M side.
 Split-K over a second grid axis fills the GPU at small N. The offset and the scales are applied
 inside the kernel (``fuse_epilogue``); with ``split_k == 1`` the kernel writes
-the final output, otherwise one XLA reduction adds the split-K partials.
+the final output, otherwise one XLA reduction adds the split-K partials, or (``atomic``) the
+programs add them atomically into one zeroed float32 output. ``"fma2b"`` can also form its
+activation operand itself from x and the generators (``prologue="fused"``: no prologue launch,
+the best choice where launches dominate, e.g. 4096 x 4096) and load word tiles ahead of their
+decode (``prefetch``: Triton does not software-pipeline loads that feed no ``dot``).
 
 GPU lowering: Pallas' Triton backend (``plgpu.CompilerParams``), which has masked loads, integer
 shifts, bitcasts and inline PTX; elsewhere ``lattice_matmul`` runs ``lattice_matmul_reference``
@@ -80,7 +84,17 @@ class BlockSizes:
       fuse_epilogue: offset, column scales and row scale applied in the kernel (with split_k 1
         the kernel writes the final output); False keeps them in an XLA epilogue (version v2).
       prologue: "fma2b"/"dot2"/"dott2" activation operand from one Pallas launch ("pallas";
-        dot modes only when M is a multiple of block_m) or from XLA ops ("xla").
+        dot modes only when M is a multiple of block_m), from XLA ops ("xla"), or ("fused",
+        "fma2b" only) computed by every program from x and the generators (gathers that hit
+        L1/L2; no prologue launch: with split_k 1 the whole call is one launch).
+      atomic: split-K partials atomically added (``atomic_add``) into one zeroed float32
+        (M, N) output aliased into the kernel (no (split_k, M, N) buffer and no XLA sum; a
+        convert remains for bfloat16 x). Needs split_k > 1 and fuse_epilogue.
+      prefetch: "fma2b": word tiles loaded this many steps ahead of their decode (carried
+        through the loop; 0-3), so 1 + prefetch tiles are in flight per program (Triton does
+        not software-pipeline these loads by itself: they feed no dot).
+      fused_tile: prologue "fused": the gathers of x and generator rows as (block_k, d) tiles
+        ("kd") or (d, block_k) tiles ("dk": the sum over d mostly within a thread).
     """
 
     mode: str = "fma"
@@ -93,6 +107,9 @@ class BlockSizes:
     asm: bool = True
     fuse_epilogue: bool = True
     prologue: str = "xla"
+    atomic: bool = False
+    prefetch: int = 0
+    fused_tile: str = "kd"
 
 
 def decode_field(words: jax.Array, bits: int, slot: int) -> jax.Array:
@@ -346,13 +363,7 @@ def _fma2_asm(acc, words, xpairs, bits: int, rscale=None):
 # Kernel body.
 # ----------------------------------------------------------------------------------------------
 def _glvq_kernel(
-    xt_ref,
-    w_ref,
-    xsum_ref,
-    sc_ref,
-    rinv_ref,
-    o_ref,
-    *,
+    *refs,
     bits,
     kw,
     steps,
@@ -360,7 +371,14 @@ def _glvq_kernel(
     bs: BlockSizes,
     group_out: int,
     asm: bool,
+    k: int,
+    d: int,
+    ng: int,
 ):
+    # Inputs: xt, words, xsum, scales, rinv (prologue "fused": x flat in xt's place and the
+    # generators flat in rinv's), the zeroed output when atomic (aliased), then the output.
+    xt_ref, w_ref, xsum_ref, sc_ref, rinv_ref = refs[:5]
+    o_ref = refs[-1]
     j, s, mb = pl.program_id(0), pl.program_id(1), pl.program_id(2)
     bk, bn = bs.block_k, bs.block_n
     n0 = j * bn
@@ -371,15 +389,23 @@ def _glvq_kernel(
     first = (1 - jnp.minimum(s, 1)).astype(jnp.float32)  # 1.0 on split 0 (int ops: Triton)
     off_c = (scale_b + float(1 << (bits - 1))) * first
 
-    def load_words(t):
+    def load_words(t, limit=kw):
         r0 = (s * steps + t) * bk
-        return r0, load_word_tile(w_ref, r0, n0, bk, bn, kw)
+        return r0, load_word_tile(w_ref, r0, n0, bk, bn, limit)
+
+    def put(rows, v):  # rows: an int row or a pl.ds of rows; v: float32 (.., bn)
+        if bs.atomic:
+            if isinstance(rows, int):  # the atomic's indexer takes slices only
+                rows, v = pl.ds(rows, 1), v[None]
+            plgpu.atomic_add(o_ref, (rows, pl.ds(n0, bn)), v)
+        else:
+            o_ref[s, rows, pl.ds(n0, bn)] = v.astype(o_ref.dtype)
 
     def finish_row(m, v):  # v: (bn,) float32 sum of xt * c for row m
         if bs.fuse_epilogue:
             sc = sc_ref[pl.ds(n0, bn)]
             v = (scale_b * v - off_c * xsum_ref[g, m]) * (sc * rinv_ref[m])
-        o_ref[s, m, pl.ds(n0, bn)] = v.astype(o_ref.dtype)
+        put(m, v)
 
     if bs.mode == "fma":
 
@@ -404,11 +430,41 @@ def _glvq_kernel(
     elif bs.mode == "fma2b":
         half = per // 2
 
+        fused = bs.prologue == "fused"
+        end = jnp.minimum(kw, (s + 1) * steps * bk)  # this split's last word row + 1
+
+        def operands(r0):  # per row: P/2 (bk,) uint32 float16 pairs and (bk,) powers of two
+            if not fused:
+                xvs = [[xt_ref[g, q, m, pl.ds(r0, bk)] for q in range(half)] for m in range(rows_m)]
+                return xvs, [rinv_ref[g, m, pl.ds(r0, bk)] for m in range(rows_m)]
+            r = r0 + jnp.arange(bk)
+            xts = _xt_slots(
+                xt_ref,
+                rinv_ref,
+                r,
+                g,
+                rows_m=rows_m,
+                k=k,
+                kw=kw,
+                per=per,
+                d=d,
+                ng=ng,
+                tile=bs.fused_tile,
+            )
+            ops = [_half2_operand(xts[m], per) for m in range(rows_m)]
+            return [o[0] for o in ops], [o[1] for o in ops]
+
+        depth = int(bs.prefetch)
+
         def body2b(t, carry):
-            accs, xss = carry
-            r0, w = load_words(t)
-            xvs = [[xt_ref[g, q, m, pl.ds(r0, bk)] for q in range(half)] for m in range(rows_m)]
-            rvs = [rinv_ref[g, m, pl.ds(r0, bk)] for m in range(rows_m)]
+            accs, xss, ahead = carry
+            if depth:  # issue the loads `depth` tiles ahead before this tile's decode
+                w = ahead[0]
+                r0 = (s * steps + t) * bk
+                ahead = ahead[1:] + (load_words(t + depth, end)[1],)
+            else:
+                r0, w = load_words(t)
+            xvs, rvs = operands(r0)
             xps = [[jnp.broadcast_to(v[:, None], w.shape) for v in row] for row in xvs]
             rbs = [jnp.broadcast_to(v[:, None], w.shape) for v in rvs]
             step = _fma2_asm if asm else fma2_word
@@ -420,18 +476,18 @@ def _glvq_kernel(
                     lo, hi = (h.astype(jnp.float32) for h in f16x2_halves(v))
                     tot = lo + hi if tot is None else tot + (lo + hi)
                 new_xss.append(xss[m] + tot * rvs[m])
-            return accs, tuple(new_xss)
+            return accs, tuple(new_xss), ahead
 
         init = (
             tuple(jnp.zeros((bk, bn), jnp.float32) for _ in range(rows_m)),
             tuple(jnp.zeros((bk,), jnp.float32) for _ in range(rows_m)),
+            tuple(load_words(t, end)[1] for t in range(depth)),
         )
-        accs, xss = jax.lax.fori_loop(0, steps, body2b, init)
+        accs, xss, _ = jax.lax.fori_loop(0, steps, body2b, init)
         sc = sc_ref[pl.ds(n0, bn)]
         off_b = scale_b + float(1 << (bits - 1))  # every split removes its own part
         for m in range(rows_m):
-            v = (scale_b * jnp.sum(accs[m], axis=0) - off_b * jnp.sum(xss[m])) * sc
-            o_ref[s, m, pl.ds(n0, bn)] = v.astype(o_ref.dtype)
+            put(m, (scale_b * jnp.sum(accs[m], axis=0) - off_b * jnp.sum(xss[m])) * sc)
     elif bs.mode in ("dot2", "dott2"):
         bm = bs.block_m
         m0 = mb * bm
@@ -460,8 +516,7 @@ def _glvq_kernel(
         acc = acc.T if trans else acc
         sc = sc_ref[pl.ds(n0, bn)]
         off_b = scale_b + float(1 << (bits - 1))  # every split removes its own part
-        acc = (scale_b * acc - off_b * xs[:, None]) * sc[None, :]
-        o_ref[s, pl.ds(m0, bm), pl.ds(n0, bn)] = acc.astype(o_ref.dtype)
+        put(pl.ds(m0, bm), (scale_b * acc - off_b * xs[:, None]) * sc[None, :])
     else:
         bm = bs.block_m
         m0 = mb * bm
@@ -491,7 +546,7 @@ def _glvq_kernel(
             ri = rinv_ref[pl.ds(m0, bm)]
             sc = sc_ref[pl.ds(n0, bn)]
             acc = (scale_b * acc - off_c * xs[:, None]) * (ri[:, None] * sc[None, :])
-        o_ref[s, pl.ds(m0, bm), pl.ds(n0, bn)] = acc.astype(o_ref.dtype)
+        put(pl.ds(m0, bm), acc)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -550,17 +605,28 @@ def _valid(bs: BlockSizes, m: int, n: int, group_out: int, kw: int, bits: int) -
         return False
     if bs.mode == "fma2b" and not bs.fuse_epilogue:  # its offset sums live in the kernel
         return False
-    if bs.prologue not in ("pallas", "xla"):
+    if bs.prologue not in ("pallas", "xla", "fused"):
+        return False
+    if bs.prologue == "fused" and bs.mode != "fma2b":
+        return False
+    if bs.fused_tile not in ("kd", "dk"):
+        return False
+    if bs.atomic and (bs.split_k < 2 or not bs.fuse_epilogue):
+        return False
+    if not 0 <= int(bs.prefetch) <= 3 or (bs.prefetch and bs.mode != "fma2b"):
         return False
     return bs.split_k <= max(1, -(-kw // bs.block_k))
 
 
-def default_block_sizes(m: int, k: int, n: int, bits: int, group_out: int) -> BlockSizes:
+def default_block_sizes(
+    m: int, k: int, n: int, bits: int, group_out: int, group_dim: int = 8
+) -> BlockSizes:
     """Tiling from the H100 sweeps in docs/kernel_notes.md (used when autotuning is off).
     (arXiv 2510.20984)
 
     Many short programs win at decode batch sizes (the loop is latency-bound): split K until
-    there are about 3500 programs or each program has a single step.
+    there are about 3500 programs or each program has a single step. ``group_dim`` (the
+    generator size d) must be a power of two for the fused prologue.
     """
     bn = 128
     while bn > 16 and group_out % bn:
@@ -577,10 +643,27 @@ def default_block_sizes(m: int, k: int, n: int, bits: int, group_out: int) -> Bl
     while programs * split < 3500 and split * 2 * bk <= kw:
         split *= 2
     if m <= HALF2_MAX_ROWS and half2 and (bits == 2 or large):
+        # Session 3 (docs/kernel_notes.md): 4-bit on long split-free programs with the next
+        # word tile prefetched; 2-bit large with atomic split-K sums; 2-bit small with the
+        # prologue fused into the kernel (no prologue launch) and 2-step prefetched programs.
         if bits == 4 and group_out % 32 == 0:
-            return BlockSizes(mode="fma2b", block_n=32, block_k=64, split_k=1, num_warps=4)
-        nw = 4 if large else 8
-        return BlockSizes(mode="fma2b", block_n=bn, block_k=bk, split_k=split, num_warps=nw)
+            return BlockSizes("fma2b", 32, 32, split_k=1, num_warps=4, prefetch=1)
+        if large or k * n > 1 << 25:  # the fused prologue paid off at 4096^2, not 8192x28672
+            return BlockSizes("fma2b", bn, bk, split_k=split, num_warps=4, atomic=split > 1)
+        bn = min(bn, 64)
+        split = max(1, min(kw // (2 * bk), 3500 // (n // bn)))
+        split = 1 << (split.bit_length() - 1)
+        fused = group_dim & (group_dim - 1) == 0
+        return BlockSizes(
+            "fma2b",
+            bn,
+            bk,
+            split_k=split,
+            num_warps=4 if fused else 8,
+            atomic=split > 1,
+            prefetch=1 if fused else 0,
+            prologue="fused" if fused else "xla",
+        )
     if m <= 2:  # FMA work grows with the batch: at batch 4 the tensor-core path already wins
         return BlockSizes(mode="fma", block_n=bn, block_k=32, split_k=split, num_warps=8)
     bm = 16 if m <= 16 else (32 if m <= 32 else 64)
@@ -588,13 +671,13 @@ def default_block_sizes(m: int, k: int, n: int, bits: int, group_out: int) -> Bl
     return BlockSizes(mode=mode, block_n=bn, block_k=bk, block_m=bm, split_k=split, num_warps=4)
 
 
-def _prologue_kernel(x_ref, g_ref, *out_refs, rows_m, k, kw, per, d, ng, bkp, half2):
-    """One program per (generator group, bkp word rows): xt = x_i G_i^T for the P slots of
-    its words (gathers of d activations and one generator row per value). ``half2``: the block
-    scale and float16 pairs (``block_scale_f16x2``); else xt in the output dtype (the dot
-    modes). Rows past K or Kw give zeros."""
-    gi, rb = pl.program_id(0), pl.program_id(1)
-    r = rb * bkp + jnp.arange(bkp)
+def _xt_slots(x_ref, g_ref, r, gi, *, rows_m, k, kw, per, d, ng, tile="kd"):
+    """xt = x_i G_{i,gi}^T at the P slots of word rows ``r`` ((bk,) int32): ``[m][p]`` (bk,)
+    float32 vectors, 0 past K or Kw. ``x_ref`` is x (M*K,) flat, ``g_ref`` the generators
+    (K/d * Ng * d * d,) flat; each value gathers d activations and one generator row (L1/L2
+    hits: the words are the only HBM stream). ``tile``: the gathers as (bk, d) tiles ("kd")
+    or (d, bk) tiles ("dk"; Triton then sums over d mostly within a thread: fewer shuffles,
+    more registers)."""
     sd = jnp.arange(d)
     xts = [[None] * per for _ in range(rows_m)]
     for p in range(per):
@@ -602,10 +685,38 @@ def _prologue_kernel(x_ref, g_ref, *out_refs, rows_m, k, kw, per, d, ng, bkp, ha
         valid = (r < kw) & (kk < k)
         kc = jnp.where(valid, kk, 0)
         i, rr = kc // d, kc % d
-        gv = g_ref[((i * ng + gi) * d + rr)[:, None] * d + sd[None, :]]  # (bkp, d)
+        if tile == "dk":
+            gv = g_ref[sd[:, None] + (((i * ng + gi) * d + rr) * d)[None, :]]  # (d, bk)
+        else:
+            gv = g_ref[((i * ng + gi) * d + rr)[:, None] * d + sd[None, :]]  # (bk, d)
         for m in range(rows_m):
-            xv = x_ref[(m * k + i * d)[:, None] + sd[None, :]].astype(jnp.float32)
-            xts[m][p] = jnp.where(valid, jnp.sum(xv * gv, axis=1), 0.0)
+            if tile == "dk":
+                xv = x_ref[sd[:, None] + (m * k + i * d)[None, :]].astype(jnp.float32)
+            else:
+                xv = x_ref[(m * k + i * d)[:, None] + sd[None, :]].astype(jnp.float32)
+            xts[m][p] = jnp.where(valid, jnp.sum(xv * gv, axis=0 if tile == "dk" else 1), 0.0)
+    return xts
+
+
+def _half2_operand(xts_row, per):
+    """``block_scale_f16x2`` of one row's P slot vectors (bk,): (P/2 uint32 pair vectors, rinv)."""
+    half = per // 2
+    amax = jnp.abs(xts_row[0])
+    for p in range(1, per):
+        amax = jnp.maximum(amax, jnp.abs(xts_row[p]))
+    e = pow2_exponent(amax)
+    scale = _pow2(-e)
+    pairs = [pack_f16x2(xts_row[q] * scale, xts_row[q + half] * scale) for q in range(half)]
+    return pairs, _pow2(e)
+
+
+def _prologue_kernel(x_ref, g_ref, *out_refs, rows_m, k, kw, per, d, ng, bkp, half2):
+    """One program per (generator group, bkp word rows): xt = x_i G_i^T for the P slots of
+    its words (``_xt_slots``). ``half2``: the block scale and float16 pairs
+    (``block_scale_f16x2``); else xt in the output dtype (the dot modes)."""
+    gi, rb = pl.program_id(0), pl.program_id(1)
+    r = rb * bkp + jnp.arange(bkp)
+    xts = _xt_slots(x_ref, g_ref, r, gi, rows_m=rows_m, k=k, kw=kw, per=per, d=d, ng=ng)
     if not half2:
         (o_ref,) = out_refs
         for m in range(rows_m):
@@ -615,18 +726,11 @@ def _prologue_kernel(x_ref, g_ref, *out_refs, rows_m, k, kw, per, d, ng, bkp, ha
                 o_ref[gi, p, m, pl.ds(rb * bkp, bkp)] = v
         return
     xp_ref, rinv_ref = out_refs
-    half = per // 2
     for m in range(rows_m):
-        amax = jnp.abs(xts[m][0])
-        for p in range(1, per):
-            amax = jnp.maximum(amax, jnp.abs(xts[m][p]))
-        e = pow2_exponent(amax)
-        scale = _pow2(-e)
-        for q in range(half):
-            lo = (xts[m][q] * scale).astype(jnp.float16)
-            hi = (xts[m][q + half] * scale).astype(jnp.float16)
-            xp_ref[gi, q, m, pl.ds(rb * bkp, bkp)] = pack_f16x2(lo, hi)
-        rinv_ref[gi, m, pl.ds(rb * bkp, bkp)] = _pow2(e)
+        pairs, rinv = _half2_operand(xts[m], per)
+        for q, v in enumerate(pairs):
+            xp_ref[gi, q, m, pl.ds(rb * bkp, bkp)] = v
+        rinv_ref[gi, m, pl.ds(rb * bkp, bkp)] = rinv
 
 
 def _prologue_call(x2, packed, kwp: int, bkp: int, half2: bool, dtype, interpret: bool):
@@ -671,6 +775,8 @@ def _glvq_prologue(x2, packed, bs: BlockSizes, interpret: bool = False):
     kwp = steps * bs.split_k * bs.block_k
     mp = -(-m // bs.block_m) * bs.block_m if bs.mode in _DOT_MODES else m
     bkp = min(bs.block_k, 64)
+    if bs.prologue == "fused":  # the kernel forms its operand from x and G itself
+        return x2.reshape(-1), jnp.zeros((1, 1), jnp.float32), packed.generators.reshape(-1)
     if bs.mode == "fma2b" and bs.prologue == "pallas":
         pairs, rinv = _prologue_call(x2, packed, kwp, bkp, True, None, interpret)
         return pairs, jnp.zeros((1, 1), jnp.float32), rinv  # offset sums: in the kernel
@@ -718,11 +824,22 @@ def _glvq_kernel_call(
     bs: BlockSizes,
     out_dtype,
     interpret,
+    group_dim=8,
 ):
     """The Pallas call: (split_k, Mp, N) partial outputs (``fuse_epilogue``: offset and scales
-    applied; float32 unless split_k == 1, then ``out_dtype``), else partial sums of xt . c."""
-    mp, kwp = xt.shape[2], xt.shape[3]
-    steps = kwp // (bs.block_k * bs.split_k)
+    applied; float32 unless split_k == 1, then ``out_dtype``), else partial sums of xt . c;
+    ``bs.atomic``: their float32 (Mp, N) sum. With ``prologue="fused"``, ``xt`` is x (M*K,) flat
+    and ``rinv`` the generators flat."""
+    if bs.prologue == "fused":
+        mp, k = m, xt.shape[0] // m
+        steps = -(-kw // (bs.block_k * bs.split_k))
+        kwp = steps * bs.split_k * bs.block_k
+        d = group_dim
+        ng = rinv.shape[0] // (k * d)
+    else:
+        mp, kwp = xt.shape[2], xt.shape[3]
+        steps = kwp // (bs.block_k * bs.split_k)
+        k = d = ng = 0
     if interpret:  # the interpreter clamps out-of-range slices; on GPU the mask handles the tail
         words = jnp.pad(words, ((0, kwp - kw), (0, 0)))
     grid = (n // bs.block_n, bs.split_k, mp // bs.block_m if bs.mode in _DOT_MODES else 1)
@@ -735,20 +852,33 @@ def _glvq_kernel_call(
         bs=bs,
         group_out=group_out,
         asm=bs.asm and not interpret,
+        k=k,
+        d=d,
+        ng=ng,
     )
     direct = bs.fuse_epilogue and bs.split_k == 1
+    args = [xt, words, xsum, scales, rinv]
+    if bs.atomic:  # partials added into one zeroed float32 output, aliased into the kernel
+        args.append(jnp.zeros((mp, n), jnp.float32))
+        out_shape = jax.ShapeDtypeStruct((mp, n), jnp.float32)
+    else:
+        out_dtype = out_dtype if direct else jnp.float32
+        out_shape = jax.ShapeDtypeStruct((bs.split_k, mp, n), out_dtype)
     return pl.pallas_call(
         kernel,
         grid=grid,
-        out_shape=jax.ShapeDtypeStruct((bs.split_k, mp, n), out_dtype if direct else jnp.float32),
+        out_shape=out_shape,
+        input_output_aliases={5: 0} if bs.atomic else {},
         compiler_params=plgpu.CompilerParams(num_warps=bs.num_warps, num_stages=bs.num_stages),
         interpret=interpret,
         name=f"glvq_matmul_{bits}b_{bs.mode}",
-    )(xt, words, xsum, scales, rinv)
+    )(*args)
 
 
 def _glvq_epilogue(partial, xsum, rinv, scales, *, m, bits, group_out, bs: BlockSizes, out_dtype):
     """Split-K sum; unless fused: offset removal ``2^b acc - (2^b + 2^(b-1)) sum(xt)``, scales."""
+    if bs.atomic:  # the kernel summed the partials
+        return partial[:m].astype(out_dtype)
     if bs.fuse_epilogue:
         y = partial[0] if bs.split_k == 1 else jnp.sum(partial, axis=0)
         return y[:m].astype(out_dtype)
@@ -768,6 +898,12 @@ def _glvq_call(x2, packed, bs: BlockSizes, interpret: bool):
         raise ValueError(
             f"block_sizes={bs} is not valid for M={m}, N={n}, bits={bits}, group_out={go}."
         )
+    d = packed.group_dim
+    if bs.prologue in ("pallas", "fused") and d & (d - 1):
+        raise ValueError(
+            f"prologue={bs.prologue!r} gathers generator rows of a power-of-two width; "
+            f"packed.group_dim is {d}: use prologue='xla'."
+        )
     xt, xsum, rinv = _glvq_prologue(x2, packed, bs, interpret)
     partial = _glvq_kernel_call(
         xt,
@@ -783,6 +919,7 @@ def _glvq_call(x2, packed, bs: BlockSizes, interpret: bool):
         bs=bs,
         out_dtype=x2.dtype,
         interpret=interpret,
+        group_dim=packed.group_dim,
     )
     return _glvq_epilogue(
         partial, xsum, rinv, packed.scales, m=m, bits=bits, group_out=go, bs=bs, out_dtype=x2.dtype
@@ -795,19 +932,19 @@ def _glvq_call(x2, packed, bs: BlockSizes, interpret: bool):
 _TUNED: dict[tuple, BlockSizes] = {}
 
 
-def _candidates(m, k, n, bits, group_out):
+def _candidates(m, k, n, bits, group_out, group_dim=8):
     """A small search space around the measured defaults (split-K, tile, warps, tile roles).
 
     At batch <= 2 it holds both the float32 ("fma") and the half2 ("fma2b", 2/4 bits) bodies.
     """
-    base = default_block_sizes(m, k, n, bits, group_out)
+    base = default_block_sizes(m, k, n, bits, group_out, group_dim)
     out = [base]
     kw = packing.num_words(k, bits)
     if m <= 8:
         half2 = m <= HALF2_MAX_ROWS and bits in HALF2_BITS
         modes = ["fma2b", "fma"] if half2 else ["fma"]
         grid = [
-            BlockSizes(mode, bn, bk, 16, split, nw, 3)
+            BlockSizes(mode, bn, bk, 16, split, nw, 3, atomic=mode == "fma2b")
             for mode in modes
             for bn in (128, 256)
             for bk in (16, 32, 64)
@@ -855,19 +992,21 @@ def random_glvq(key: jax.Array, k: int, n: int, bits: int, group_out: int, d: in
     )
 
 
-def autotune(m: int, k: int, n: int, bits: int, group_out: int, dtype, *, max_candidates=48):
+def autotune(
+    m: int, k: int, n: int, bits: int, group_out: int, dtype, *, max_candidates=48, group_dim=8
+):
     """Times candidate ``BlockSizes`` on random inputs of this shape; returns and caches the best.
     (arXiv 2510.20984)
 
     Runs eagerly on synthetic data of the same static shape, so it also works while
     ``lattice_matmul`` is being traced under ``jax.jit``.
     """
-    key = (m, k, n, bits, group_out, jnp.dtype(dtype).name)
+    key = (m, k, n, bits, group_out, group_dim, jnp.dtype(dtype).name)
     if key in _TUNED:
         return _TUNED[key]
-    cands = _candidates(m, k, n, bits, group_out)[:max_candidates]
+    cands = _candidates(m, k, n, bits, group_out, group_dim)[:max_candidates]
     with jax.ensure_compile_time_eval():
-        packed = random_glvq(jax.random.key(0), k, n, bits, group_out)
+        packed = random_glvq(jax.random.key(0), k, n, bits, group_out, group_dim)
         x = jax.random.normal(jax.random.key(1), (m, k), dtype)
     best, best_t = cands[0], float("inf")
     for bs in cands:
@@ -965,8 +1104,8 @@ def lattice_matmul(
         if go % 16:  # no column tile fits inside one generator group: use the reference
             return lattice_matmul_reference(x, packed)
         if not interpret and os.environ.get("PALLAS_KERNELS_AUTOTUNE", "0") == "1":
-            block_sizes = autotune(m, k, n, packed.bits, go, x.dtype)
+            block_sizes = autotune(m, k, n, packed.bits, go, x.dtype, group_dim=packed.group_dim)
         else:
-            block_sizes = default_block_sizes(m, k, n, packed.bits, go)
+            block_sizes = default_block_sizes(m, k, n, packed.bits, go, packed.group_dim)
     y = _glvq_call(x2, packed, block_sizes, bool(interpret))
     return y.reshape(*lead, n).astype(x.dtype)

@@ -33,8 +33,14 @@ def _bf16_baseline_rel(x, pk, want, dtype):
     return _rel(np.asarray(jnp.asarray(y).astype(dtype), np.float64), want)
 
 
+def FUSED(block_n, block_k, split_k, **kw):
+    return lm.BlockSizes("fma2b", block_n, block_k, 16, split_k, prologue="fused", **kw)
+
+
 # (batch, K, N, bits, group_out, dtype, BlockSizes): K, N and the word count off the block
-# multiples; batch 1, 2, 3, 16, 64 and 20; every mode; fused (direct and split) and XLA epilogue.
+# multiples; batch 1, 2, 3, 16, 64 and 20; every mode; fused (direct and split) and XLA epilogue;
+# the fma2b prologue from XLA, one Pallas launch or fused into the kernel; atomic split-K sums;
+# prefetched word tiles over several steps with a ragged tail.
 CASES = [
     ((1,), 200, 96, 2, 32, jnp.float32, lm.BlockSizes("fma", 16, 8, 16, 2, fuse_epilogue=False)),
     ((3,), 264, 48, 3, 48, jnp.bfloat16, lm.BlockSizes("fma", 16, 16, 16, 1)),
@@ -43,7 +49,9 @@ CASES = [
     ((20,), 136, 64, 3, 32, jnp.bfloat16, lm.BlockSizes("dott", 32, 16, 16, 1)),
     ((2,), 328, 32, 2, 32, jnp.bfloat16, lm.BlockSizes("fma2b", 16, 8, 16, 3, prologue="pallas")),
     ((1,), 264, 48, 4, 16, jnp.float32, lm.BlockSizes("fma2b", 16, 16, 16, 1)),
-    ((20,), 264, 48, 2, 48, jnp.bfloat16, lm.BlockSizes("dot2", 16, 8, 16, 2)),
+    ((20,), 264, 48, 2, 48, jnp.bfloat16, lm.BlockSizes("dot2", 16, 8, 16, 2, atomic=True)),
+    ((1,), 264, 48, 4, 16, jnp.float32, FUSED(16, 8, 3, atomic=True, prefetch=True)),
+    ((2,), 200, 32, 2, 32, jnp.bfloat16, FUSED(16, 4, 1, prefetch=True, fused_tile="dk")),
 ]
 
 
@@ -54,9 +62,14 @@ def test_kernel_matches_reference(lead, k, n, bits, go, dtype, bs):
     pk = lm.random_glvq(jax.random.key(seed), k, n, bits, go)
     x = jax.random.normal(jax.random.key(seed + 1), (*lead, k), dtype)
     want = _ref64(x.reshape(m, k), pk).reshape(*lead, n)
-    y = lm.lattice_matmul(
-        x, pk, block_sizes=bs, interpret=INTERPRET, expect_shape=(k, n), expect_bits=bits
+    f = jax.jit(
+        lambda x, pk: lm.lattice_matmul(
+            x, pk, block_sizes=bs, interpret=INTERPRET, expect_shape=(k, n), expect_bits=bits
+        )
     )
+    y = f(x, pk)
+    if bs.atomic:  # the aliased zeroed output is fresh on every call, not accumulated into
+        np.testing.assert_array_equal(np.asarray(f(x, pk), np.float32), np.asarray(y, np.float32))
     assert y.shape == (*lead, n) and y.dtype == dtype
     assert np.all(np.isfinite(np.asarray(y, np.float32)))
     if bs.mode == "fma2b":
@@ -318,7 +331,7 @@ def test_fma2_ptx_matches_jnp_twin(bits, scaled):
     "m,bits,bs",
     [
         (2, 2, lm.BlockSizes("fma2b", 128, 32, 16, 4, 8, prologue="pallas")),
-        (1, 4, lm.BlockSizes("fma2b", 128, 32, 16, 4, 8)),
+        (1, 4, FUSED(128, 32, 4, num_warps=8, atomic=True, prefetch=True)),
         (1, 4, lm.BlockSizes("fma", 128, 32, 16, 1, 4, fuse_epilogue=False)),
         (1, 2, lm.BlockSizes("fma", 128, 32, 16, 1, 8)),
         (16, 2, lm.BlockSizes("dot2", 128, 32, 16, 4, 4, prologue="pallas")),
@@ -354,6 +367,16 @@ def test_errors():
         lm.lattice_matmul(x, bad)
     with pytest.raises(ValueError, match="not valid"):
         lm.lattice_matmul(x, pk, block_sizes=lm.BlockSizes("fma", 64), interpret=True)
+    for bad_bs in (
+        lm.BlockSizes("fma2b", 32, 8, 16, 1, atomic=True),  # atomic needs split_k > 1
+        lm.BlockSizes("dot2", 32, 8, 16, 2, prologue="fused"),  # fused: fma2b only
+        lm.BlockSizes("fma", 32, 8, 16, 2, prefetch=True),  # prefetch: fma2b only
+    ):
+        with pytest.raises(ValueError, match="not valid"):
+            lm.lattice_matmul(x, pk, block_sizes=bad_bs, interpret=True)
+    pk6 = lm.random_glvq(jax.random.key(1), 48, 32, 2, 32, d=6)  # generators 6 x 6
+    with pytest.raises(ValueError, match="group_dim is 6"):
+        lm.lattice_matmul(jnp.ones((1, 48)), pk6, block_sizes=FUSED(32, 8, 1), interpret=True)
     with pytest.raises(ValueError, match="not valid"):  # half2 needs batch <= 2
         lm.lattice_matmul(
             jnp.ones((3, 32)), pk, block_sizes=lm.BlockSizes("fma2b", 32), interpret=True
