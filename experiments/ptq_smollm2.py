@@ -179,6 +179,11 @@ def run(
     ``gguf``/``text`` replace the published model file / the Shakespeare corpus (tests).
     """
     t_start = time.perf_counter()
+    if max_blocks is not None and max_blocks < 1:  # a negative slice would drop the last blocks
+        raise ValueError(f"max_blocks must be None or >= 1, got {max_blocks!r}.")
+    bad = [m for m in group_methods if group_size and m not in GROUP_METHODS]
+    if bad:  # else quantize_matrix raises only when the row is reached, maybe hours in
+        raise ValueError(f"group_methods must be among {GROUP_METHODS}, got {bad}.")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     path = gguf or gguf_path()
@@ -203,7 +208,9 @@ def run(
     ]
     # GPTQ blocks must divide K (576 = 9 x 64, 1536 = 24 x 64).
     options = PTQOptions(block_size=64, glvq_steps=glvq_steps, glvq_hadamard=glvq_hadamard)
-    n_blocks = len(ref_model.layers) if max_blocks is None else min(max_blocks, 30)
+    n_blocks = (
+        len(ref_model.layers) if max_blocks is None else min(max_blocks, len(ref_model.layers))
+    )
     meta = dict(
         n_calib=n_calib,
         n_eval=n_eval,

@@ -590,32 +590,42 @@ def _glvq_transform_elementwise(x2: jax.Array, packed: packing.PackedLatticeWeig
     return xt.reshape(-1, m, k)
 
 
-def _valid(bs: BlockSizes, m: int, n: int, group_out: int, kw: int, bits: int) -> bool:
+def _invalid_reason(bs: BlockSizes, m: int, n: int, group_out: int, kw: int, bits: int) -> str:
+    """Why ``bs`` cannot run this problem ("" when it can)."""
     if group_out % bs.block_n or n % bs.block_n:
-        return False
+        return f"block_n={bs.block_n} must divide group_out={group_out} and N={n}"
     if bs.mode not in _MODES:
-        return False
+        return f"mode must be one of {_MODES}, got {bs.mode!r}"
     if bs.mode in _DOT_MODES and bs.block_m < 16:
-        return False
+        return f"mode={bs.mode!r} needs block_m >= 16, got {bs.block_m}"
     if bs.mode in ("dot2", "dott2") and (bits not in HALF2_BITS or not bs.fuse_epilogue):
-        return False
+        return f"mode={bs.mode!r} needs bits in {HALF2_BITS} and fuse_epilogue=True"
     if bs.mode == "fma" and m > 8:
-        return False
+        return f"mode='fma' takes at most 8 rows, got M={m}"
     if bs.mode == "fma2b" and (m > HALF2_MAX_ROWS or bits not in HALF2_BITS):
-        return False
+        return f"mode='fma2b' needs M <= {HALF2_MAX_ROWS} and bits in {HALF2_BITS}"
     if bs.mode == "fma2b" and not bs.fuse_epilogue:  # its offset sums live in the kernel
-        return False
+        return "mode='fma2b' needs fuse_epilogue=True"
     if bs.prologue not in ("pallas", "xla", "fused"):
-        return False
+        return f"prologue must be 'pallas', 'xla' or 'fused', got {bs.prologue!r}"
     if bs.prologue == "fused" and bs.mode != "fma2b":
-        return False
+        return f"prologue='fused' needs mode='fma2b', got {bs.mode!r}"
     if bs.fused_tile not in ("kd", "dk"):
-        return False
+        return f"fused_tile must be 'kd' or 'dk', got {bs.fused_tile!r}"
     if bs.atomic and (bs.split_k < 2 or not bs.fuse_epilogue):
-        return False
+        return f"atomic=True needs split_k > 1 and fuse_epilogue=True, got split_k={bs.split_k}"
     if not 0 <= int(bs.prefetch) <= 3 or (bs.prefetch and bs.mode != "fma2b"):
-        return False
-    return bs.split_k <= max(1, -(-kw // bs.block_k))
+        return f"prefetch must be in [0, 3] and 0 unless mode='fma2b', got {bs.prefetch!r}"
+    if bs.split_k > max(1, -(-kw // bs.block_k)):
+        return (
+            f"split_k={bs.split_k} exceeds the {-(-kw // bs.block_k)} steps of block_k="
+            f"{bs.block_k} over the {kw} packed word rows"
+        )
+    return ""
+
+
+def _valid(bs: BlockSizes, m: int, n: int, group_out: int, kw: int, bits: int) -> bool:
+    return not _invalid_reason(bs, m, n, group_out, kw, bits)
 
 
 def default_block_sizes(
@@ -894,9 +904,10 @@ def _glvq_call(x2, packed, bs: BlockSizes, interpret: bool):
     n = packed.shape[1]
     bits, go = packed.bits, packed.group_out
     kw = packing.num_words(k, bits)
-    if not _valid(bs, m, n, go, kw, bits):
+    why = _invalid_reason(bs, m, n, go, kw, bits)
+    if why:
         raise ValueError(
-            f"block_sizes={bs} is not valid for M={m}, N={n}, bits={bits}, group_out={go}."
+            f"block_sizes={bs} is not valid for M={m}, N={n}, bits={bits}, group_out={go}: {why}."
         )
     d = packed.group_dim
     if bs.prologue in ("pallas", "fused") and d & (d - 1):

@@ -52,7 +52,12 @@ def mu_law_inverse(u: jax.Array, mu: float, r: float) -> jax.Array:
     mu = _check_mu(mu)
     if mu == 0:
         return u
-    return r * jnp.sign(u) * jnp.expm1(jnp.abs(u) * jnp.log1p(mu) / r) / mu
+    # One side per branch (not sign(u) * f(|u|), whose JAX gradient at u = 0 is 0 instead of
+    # the slope log1p(mu) / mu); each expm1 sees only its own side, so no overflow leaks in.
+    a = jnp.log1p(mu) / r
+    pos = jnp.where(u >= 0, u, 0.0)
+    neg = jnp.where(u >= 0, 0.0, -u)
+    return r * (jnp.expm1(pos * a) - jnp.expm1(neg * a)) / mu
 
 
 __all__ = ["mu_law", "mu_law_inverse"]

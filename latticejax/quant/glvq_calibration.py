@@ -34,7 +34,7 @@ from latticejax.lattices import babai_nearest_plane
 from latticejax.quant._checks import check_divides, code_range, traced_code_range
 from latticejax.quant.glvq import fixed_lattice, from_vectors, step_grid, to_vectors
 from latticejax.quant.gptq import check_problem, gptq, gptq_with, inverse_hessian_cholesky
-from latticejax.quant.rtn import expand_scales, group_scales
+from latticejax.quant.rtn import expand_scales, float16_scales, group_scales
 
 LATTICES = ("glvq", "zn", "dn", "e8")
 _DTYPES = {16: jnp.float16, 32: jnp.float32}
@@ -174,7 +174,7 @@ def _materialize(params, lattice, basis, rep, gen_dtype):
         G = c[..., None, None] * basis
     s = jnp.exp(params["log_s"])
     if s.ndim == 2:
-        s = s.astype(jnp.float16).astype(jnp.float32)
+        s = float16_scales(s)
     return _expand(G, rep), s
 
 

@@ -18,7 +18,7 @@ import jax.scipy.linalg as jsl
 import numpy as np
 
 from latticejax.quant._checks import check_bits, check_divides, check_matrix, traced_code_range
-from latticejax.quant.rtn import expand_scales, group_scales, search_scales
+from latticejax.quant.rtn import check_scales, expand_scales, float16_scales, group_scales
 
 # quantizer(w_rows (vec, N), first_row_index) -> quantized rows (vec, N)
 RowQuantizer = Callable[[jax.Array, jax.Array], jax.Array]
@@ -206,6 +206,8 @@ def gptq(
     check_divides(min(block_size, K), K, name="block_size", dim_name="K")
     if group_size is not None:
         check_divides(group_size, K, name="group_size", dim_name="K (input dim)")
+    if scales is not None:
+        check_scales(scales, np.shape(W), group_size)
     return _gptq(
         W,
         H,
@@ -234,7 +236,7 @@ def _gptq(
     if scales is None:
         scales = group_scales(W, bits, group_size)
         if group_size is not None:
-            scales = scales.astype(jnp.float16).astype(W.dtype)
+            scales = float16_scales(scales)
     S = expand_scales(scales, W.shape[0])
     perm = jnp.argsort(-jnp.diag(H)) if act_order else jnp.arange(W.shape[0])
     Q = gptq_with(
@@ -257,7 +259,13 @@ def gptq_back_to_front(W: jax.Array, H: jax.Array, bits: int, **kwargs) -> GPTQR
     if kwargs.get("act_order", False):
         raise ValueError("act_order must be False for gptq_back_to_front, got True.")
     W = jnp.asarray(W)
-    if kwargs.get("scales") is None:
-        kwargs["scales"] = search_scales(W, check_bits(bits), axis=0)
+    g = kwargs.get("group_size")
+    s = kwargs.get("scales")
+    if s is None:  # the steps of the original row order (row groups: float16, as in `gptq`)
+        s = group_scales(W, check_bits(bits), g)
+        if g is not None:
+            s = float16_scales(s)
+    s = check_scales(s, W.shape, g)
+    kwargs["scales"] = s[::-1] if s.ndim == 2 else s  # row groups follow the reversed rows
     r = gptq(W[::-1], H[::-1, ::-1], bits, **kwargs)
-    return GPTQResult(W_hat=r.W_hat[::-1], z=r.z[::-1], scales=r.scales)
+    return GPTQResult(W_hat=r.W_hat[::-1], z=r.z[::-1], scales=s)

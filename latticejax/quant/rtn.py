@@ -67,6 +67,46 @@ def expand_scales(scales: jax.Array, K: int) -> jax.Array:
     return jnp.repeat(scales, K // scales.shape[0], axis=0, total_repeat_length=K)
 
 
+# float16's smallest subnormal and largest finite value: stored group steps are clamped into
+# this range so that a group of zeros (or of tiny weights) keeps a positive, finite step.
+F16_TINY = 2.0**-24
+F16_MAX = 65504.0
+
+
+def float16_scales(scales: jax.Array) -> jax.Array:
+    """Steps rounded to their float16 storage (same dtype as ``scales``), clamped to
+    ``[F16_TINY, F16_MAX]`` first so that none becomes 0 (``W / 0``: NaN codes) or inf."""
+    s = jnp.asarray(scales)
+    return jnp.clip(s, F16_TINY, F16_MAX).astype(jnp.float16).astype(s.dtype)
+
+
+def check_scales(scales: jax.Array, shape: tuple[int, int], group_size: int | None) -> jax.Array:
+    """Raises ``ValueError`` unless ``scales`` fits a ``(K, N)`` weight: ``(N,)`` (no
+    ``group_size``) or ``(G, N)`` row groups with ``G`` dividing K (``G = K / group_size`` when
+    ``group_size`` is given); returns ``scales`` as an array."""
+    K, N = shape
+    s = jnp.asarray(scales)
+    if s.ndim == 1:
+        ok = s.shape == (N,) and group_size is None
+    elif s.ndim == 2:
+        G = s.shape[0]
+        ok = s.shape[1] == N and 0 < G <= K and K % G == 0
+        ok = ok and (group_size is None or G * int(group_size) == K)
+    else:
+        ok = False
+    if not ok:
+        want = (
+            f"({N},) or (G, {N}) with G dividing K={K}"
+            if group_size is None
+            else f"({K // int(group_size)}, {N}) (K / group_size rows)"
+        )
+        raise ValueError(
+            f"scales must have shape {want} for W of shape {(K, N)} and "
+            f"group_size={group_size}, got {tuple(s.shape)}."
+        )
+    return s
+
+
 def scale_bits_per_weight(shape: tuple[int, int], group_size: int | None) -> float:
     """Scale storage per weight: one float32 per column (``32 / K``) or one float16 per group
     of ``group_size`` rows of a column (``16 / group_size``)."""
@@ -92,10 +132,13 @@ def rtn(
     bits = check_bits(bits)
     lo, hi = code_range(bits)
     W = jnp.asarray(W)
+    if group_size is not None:
+        check_divides(group_size, W.shape[0], name="group_size", dim_name="K (input dim)")
     if scales is None:
         scales = group_scales(W, bits, group_size)
         if group_size is not None:
-            scales = scales.astype(jnp.float16).astype(W.dtype)
+            scales = float16_scales(scales)
+    scales = check_scales(scales, W.shape, group_size)
     S = expand_scales(scales, W.shape[0])
     z = jnp.clip(jnp.round(W / S), lo, hi)
     return (z * S).astype(W.dtype), z.astype(jnp.int32), scales

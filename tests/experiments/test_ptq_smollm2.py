@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from experiments import ptq_smollm2
 from tests.models.test_smollm2 import _rng, _write_tiny_gguf
@@ -60,3 +61,17 @@ def test_group_rows_skips_and_max_blocks(tmp_path):
     assert len(rows) == 1
     meta = json.loads((tmp_path / "out2" / "results.json").read_text())["meta"]
     assert meta["skipped"] == ["rtn 2-bit"]
+
+
+def test_max_blocks_beyond_the_model_counts_its_layers(tmp_path):
+    # Review fix: meta n_layers was 7 * min(max_blocks, 30) whatever the model's depth.
+    rows = _run(tmp_path, "out", ["rtn"], [4], max_blocks=5)
+    assert [r["method"] for r in rows[1:]] == ["rtn"]
+    meta = json.loads((tmp_path / "out" / "results.json").read_text())["meta"]
+    assert meta["n_layers"] == 14  # the tiny file has 2 blocks of 7 linear layers
+    assert "14 linear layers" in (tmp_path / "out" / "results.md").read_text()
+    with pytest.raises(ValueError, match="max_blocks must be None or >= 1, got -1"):
+        _run(tmp_path, "bad", ["rtn"], [4], max_blocks=-1)
+    with pytest.raises(ValueError, match=r"group_methods must be among .*'gptq_babai'"):
+        _run(tmp_path, "bad", ["rtn"], [4], group_size=8, group_methods=("rtn", "gptq_babai"))
+    assert not (tmp_path / "bad").exists()  # refused before any work

@@ -13,7 +13,15 @@ from pallas_kernels import lattice_matmul as lm
 from pallas_kernels import packing
 
 ON_GPU = jax.default_backend() == "gpu"
-INTERPRET = not ON_GPU
+
+
+def _kernel_arg(on_gpu: bool) -> bool | None:
+    """``lattice_matmul``'s ``interpret`` that runs the kernel: compiled on GPU (None; False
+    selects ``lattice_matmul_reference``), in the Pallas interpreter elsewhere (True)."""
+    return None if on_gpu else True
+
+
+INTERPRET = _kernel_arg(ON_GPU)
 
 
 def _ref64(x, pk):
@@ -385,3 +393,37 @@ def test_errors():
         lm.decode_pair_f16x2(jnp.zeros((2,), jnp.uint32), 3, 0)
     with pytest.raises(ValueError, match=r"pair must be in \[0, 4\)"):
         lm.pair_shift_mask(4, 4)
+
+
+def test_invalid_block_sizes_say_which_rule_they_break():
+    # Review fix: the error named the BlockSizes but not the constraint it failed.
+    pk = lm.random_glvq(jax.random.key(3), 136, 64, 3, 32)  # 14 packed word rows
+    x = jnp.ones((20, 136))
+    for bs, why in (
+        (lm.BlockSizes("dott", 32, 16, 16, 2, atomic=True), "split_k=2 exceeds the 1 steps"),
+        (lm.BlockSizes("fma", 64), "block_n=64 must divide group_out=32"),
+        (lm.BlockSizes("fma", 32, 8, 16, 2), "mode='fma' takes at most 8 rows, got M=20"),
+        (lm.BlockSizes("dot", 32, 8, 16, 2, prefetch=2), "prefetch must be in \\[0, 3\\]"),
+        (lm.BlockSizes("dot", 32, 8, 16, 1, atomic=True), "atomic=True needs split_k > 1"),
+        (lm.BlockSizes("dot", 32, 8, 16, 2, fused_tile="x"), "fused_tile must be"),
+    ):
+        with pytest.raises(ValueError, match=f"is not valid for M=20.*: {why}"):
+            lm.lattice_matmul(x, pk, block_sizes=bs, interpret=True)
+
+
+@pytest.mark.parametrize("on_gpu", [True, False])
+def test_kernel_cases_run_the_kernel_on_every_platform(monkeypatch, on_gpu):
+    # Review fix: the cases passed interpret=not ON_GPU, i.e. False on GPU, which selects the
+    # pure-JAX reference: on GPU they compared the reference with itself, never the kernel.
+    calls = []
+
+    def fake_call(x2, packed, bs, interpret):
+        calls.append(interpret)
+        return jnp.zeros((x2.shape[0], packed.shape[1]), x2.dtype)
+
+    monkeypatch.setattr(lm, "_on_gpu", lambda: on_gpu)
+    monkeypatch.setattr(lm, "_glvq_call", fake_call)
+    pk = lm.random_glvq(jax.random.key(0), 64, 32, 2, 32)
+    bs = lm.BlockSizes("fma", 32, 8)
+    lm.lattice_matmul(jnp.ones((1, 64)), pk, block_sizes=bs, interpret=_kernel_arg(on_gpu))
+    assert calls == [not on_gpu]  # the compiled kernel on GPU, the interpreter elsewhere

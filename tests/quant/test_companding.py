@@ -76,3 +76,16 @@ def test_export_refuses_companded_layers_and_bake_keeps_values():
         surgery.export_packed(model)
     surgery.bake(model)
     np.testing.assert_allclose(np.asarray(model(x)), y, rtol=1e-6)
+
+
+@pytest.mark.parametrize("mu", [1.0, 255.0])
+def test_expander_gradient_matches_float64_derivative_at_zero_too(mu):
+    # Review fix: sign(u) * expm1(|u| ...) had gradient 0 at u = 0 (JAX's d|u|/du there is 0),
+    # not the expander's slope log1p(mu) / mu.
+    r = 4.0
+    u = np.concatenate([[0.0], np.random.default_rng(1).normal(size=20) * 3])
+    g = np.asarray(
+        jax.vmap(jax.grad(lambda v: mu_law_inverse(v, mu, r)))(jnp.asarray(u, jnp.float32))
+    )
+    a = np.log1p(mu) / r
+    np.testing.assert_allclose(g, r / mu * a * np.exp(np.abs(u) * a), rtol=1e-5)

@@ -127,3 +127,44 @@ def test_gptq_group_scales_match_textbook(act_order):
         np.testing.assert_allclose(np.asarray(res.z) * S, ref, atol=1e-6)
     with pytest.raises(ValueError, match="group_size=5 must be a positive divisor of K"):
         gptq(jnp.asarray(W, jnp.float32), H.astype(jnp.float32), 2, group_size=5)
+
+
+def test_back_to_front_with_group_scales_matches_reversed_textbook():
+    # Review fix: gptq_back_to_front used per-column scales whatever group_size said (and would
+    # have paired reversed rows with unreversed row groups).
+    with enable_x64(True):
+        X, W = _problem(21, K=24, N=5)
+        H = hessian(jnp.asarray(X))
+        res = gptq_back_to_front(jnp.asarray(W), H, 3, block_size=8, group_size=6)
+        s = np.asarray(res.scales)
+        np.testing.assert_array_equal(
+            s, np.asarray(gptq(jnp.asarray(W), H, 3, group_size=6).scales)
+        )
+        S = np.repeat(s, 6, axis=0)
+        ref = _textbook_gptq_groups(W[::-1], np.asarray(H)[::-1, ::-1], S[::-1], 3, 0.01)[::-1]
+        np.testing.assert_allclose(np.asarray(res.W_hat), ref, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(res.z) * S, ref, atol=1e-6)
+
+
+def test_scales_of_the_wrong_shape_are_rejected():
+    # Review fix: row groups not dividing K were silently repeated/padded to K rows, and
+    # group_size was silently ignored when scales were given.
+    X, W = _problem(3, K=12, N=4)
+    H = hessian(jnp.asarray(X, jnp.float32))
+    W = jnp.asarray(W, jnp.float32)
+    for shape, g in (((5, 4), None), ((24, 4), None), ((12, 3), None), ((4,), 4), ((2, 4), 4)):
+        with pytest.raises(ValueError, match=r"scales must have shape"):
+            gptq(W, H, 2, scales=jnp.full(shape, 0.3), group_size=g)
+    ok = gptq(W, H, 2, scales=jnp.full((3, 4), 0.3), group_size=4)  # K / group_size rows
+    assert ok.W_hat.shape == (12, 4)
+
+
+def test_group_scales_of_a_zero_row_group_stay_finite():
+    # Review fix: a zero row group's float16 step underflowed to 0 (codes z = 0 / 0 = NaN).
+    X, W = _problem(5, K=24, N=5)
+    W[6:12] = 0.0
+    H = hessian(jnp.asarray(X, jnp.float32))
+    res = gptq(jnp.asarray(W, jnp.float32), H, 3, group_size=6, block_size=8)
+    s = np.asarray(res.scales)
+    assert np.all(s > 0) and np.all(np.isfinite(np.asarray(res.z)))
+    np.testing.assert_allclose(np.asarray(res.W_hat), np.repeat(s, 6, 0) * np.asarray(res.z))
