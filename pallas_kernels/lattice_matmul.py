@@ -54,7 +54,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-from pallas_kernels import _timing, e8p_matmul, packing
+from pallas_kernels import _dispatch, _timing, e8p_matmul, packing
 from pallas_kernels._tiles import load_word_tile, round_to_tf32
 
 _ONE_BITS = 0x3F800000  # float32 1.0
@@ -1087,14 +1087,15 @@ def lattice_matmul(
         (``default_block_sizes`` / ``e8p_matmul.default_block_sizes``), or, for GLVQ with
         the environment variable PALLAS_KERNELS_AUTOTUNE=1 on GPU, a timed search cached per
         shape (``autotune``: ~1 minute on the first call of each shape).
-      interpret: True runs the Pallas kernel in the interpreter (CPU tests); None picks the
+      interpret: True runs the Pallas kernel in the interpreter (CPU tests); False runs the
+        compiled kernel (CUDA devices only: elsewhere a ValueError); None picks the compiled
         kernel on CUDA devices and ``lattice_matmul_reference`` elsewhere.
     Returns:
       (..., N) array of x's dtype (accumulated in float32).
     """
     x = jnp.asarray(x)
     _check_call(x, packed, expect_shape, expect_bits)
-    use_kernel = bool(interpret) or (interpret is None and _on_gpu())
+    use_kernel = _dispatch.use_kernel(interpret, _on_gpu())
     k, n = packed.shape
     lead = x.shape[:-1]
     x2 = x.reshape(-1, k)

@@ -49,7 +49,7 @@ import numpy as np
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-from pallas_kernels import _turyn
+from pallas_kernels import _dispatch, _turyn
 from pallas_kernels._turyn import golay_codewords, octad_positions
 
 SHELL_SIZE = 196560
@@ -534,6 +534,10 @@ def _lanes_scores(flat, bs: BlockSizes, interpret: bool):
     return out_s[0, :r], o2, out_s[1, :r], c3
 
 
+def _on_gpu() -> bool:
+    return jax.default_backend() == "gpu"
+
+
 def leech_nearest(
     x: jax.Array,
     *,
@@ -546,13 +550,14 @@ def leech_nearest(
       x: (N, 24·k) float32/bfloat16/float16 (bf16/f16 promoted to float32); each consecutive
         24-block is quantized independently.
       block_sizes: kernel tiling (default ``BlockSizes()``).
-      interpret: True runs the Pallas kernel in the interpreter; None uses the kernel on CUDA
-        devices and ``leech_nearest_reference`` elsewhere.
+      interpret: True runs the Pallas kernel in the interpreter; False the compiled kernel
+        (CUDA devices only: elsewhere a ValueError); None the compiled kernel on CUDA devices
+        and ``leech_nearest_reference`` elsewhere.
     Returns:
       (indices (N, k) int32 in [0, 196560), codewords (N, 24·k) float32, unit norm per block).
     """
     x = _check_input(x)
-    use_kernel = bool(interpret) or (interpret is None and jax.default_backend() == "gpu")
+    use_kernel = _dispatch.use_kernel(interpret, _on_gpu())
     if not use_kernel:
         return leech_nearest_reference(x)
     n, width = x.shape

@@ -353,7 +353,7 @@ def leech_shell_nearest(
 
         # Piecewise constant in x: no gradient, and pallas_call has no differentiation rule.
         flat = jax.lax.stop_gradient(x.reshape(-1, 24))
-        # interpret=None compiles the kernel on the GPU (False would select the reference).
+        # None: the compiled kernel on CUDA; True: the Pallas interpreter elsewhere.
         index, codeword = kernel.leech_nearest(flat, interpret=None if _on_cuda() else True)
         return index.reshape(x.shape[:-1]), codeword.reshape(x.shape)
     index = _chunked(_leech_chunk, x, chunk_size)

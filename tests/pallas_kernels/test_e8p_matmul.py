@@ -54,7 +54,7 @@ def test_lattice_matmul_dispatches_e8p():
     idx = jax.random.randint(jax.random.key(0), (16, 32), 0, 65536, jnp.int32)
     pk = packing.pack_e8p(idx, jnp.ones((32,)))
     x = jax.random.normal(jax.random.key(1), (2, 128), jnp.float32)
-    # interpret=None compiles the kernel on the GPU (False would select the reference).
+    # None: the compiled kernel on the GPU; True: the Pallas interpreter elsewhere.
     got = lm.lattice_matmul(x, pk, interpret=True if INTERPRET else None)
     want = lm.lattice_matmul_reference(x, pk)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-4)

@@ -16,8 +16,8 @@ ON_GPU = jax.default_backend() == "gpu"
 
 
 def _kernel_arg(on_gpu: bool) -> bool | None:
-    """``lattice_matmul``'s ``interpret`` that runs the kernel: compiled on GPU (None; False
-    selects ``lattice_matmul_reference``), in the Pallas interpreter elsewhere (True)."""
+    """``lattice_matmul``'s ``interpret`` that runs the kernel: compiled on GPU (None), in the
+    Pallas interpreter elsewhere (True); ``pallas_kernels._dispatch`` has the convention."""
     return None if on_gpu else True
 
 
@@ -413,8 +413,9 @@ def test_invalid_block_sizes_say_which_rule_they_break():
 
 @pytest.mark.parametrize("on_gpu", [True, False])
 def test_kernel_cases_run_the_kernel_on_every_platform(monkeypatch, on_gpu):
-    # Review fix: the cases passed interpret=not ON_GPU, i.e. False on GPU, which selects the
-    # pure-JAX reference: on GPU they compared the reference with itself, never the kernel.
+    # Review fix: the cases passed interpret=not ON_GPU, i.e. False on GPU, which then selected
+    # the pure-JAX reference (now False compiles; see test_dispatch.py): on GPU they compared
+    # the reference with itself, never the kernel.
     calls = []
 
     def fake_call(x2, packed, bs, interpret):
