@@ -5,6 +5,11 @@ from __future__ import annotations
 import jax
 
 
+def on_gpu() -> bool:
+    """Whether the default backend is a GPU (where the compiled Pallas kernels run)."""
+    return jax.default_backend() == "gpu"
+
+
 def use_kernel(interpret: bool | None, on_gpu: bool) -> bool:
     """Whether the Pallas kernel runs (else the pure-JAX reference), from ``interpret``.
 

@@ -1063,8 +1063,7 @@ def lattice_matmul_reference(
     return y.astype(x.dtype)
 
 
-def _on_gpu() -> bool:
-    return jax.default_backend() == "gpu"
+_on_gpu = _dispatch.on_gpu  # module attribute: tests monkeypatch it
 
 
 def lattice_matmul(

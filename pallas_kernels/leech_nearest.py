@@ -534,8 +534,7 @@ def _lanes_scores(flat, bs: BlockSizes, interpret: bool):
     return out_s[0, :r], o2, out_s[1, :r], c3
 
 
-def _on_gpu() -> bool:
-    return jax.default_backend() == "gpu"
+_on_gpu = _dispatch.on_gpu  # module attribute: tests monkeypatch it
 
 
 def leech_nearest(
