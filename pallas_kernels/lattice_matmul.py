@@ -621,6 +621,8 @@ def _invalid_reason(bs: BlockSizes, m: int, n: int, group_out: int, kw: int, bit
             f"split_k={bs.split_k} exceeds the {-(-kw // bs.block_k)} steps of block_k="
             f"{bs.block_k} over the {kw} packed word rows"
         )
+    if bs.mode in _DOT_MODES and bs.block_k < 16:  # K of the tensor-core tile (wrong sums on H200)
+        return f"mode={bs.mode!r} needs block_k >= 16 (the dot's K), got {bs.block_k}"
     return ""
 
 
