@@ -12,6 +12,7 @@ Variants (comma-separated): ``tiny`` (seconds; what the tests run) or ``cpu`` (d
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 from configs import base_config
 
@@ -48,6 +49,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.project = True
     config.model.readout = "linear"
     config.model.n_refine = 0
+    # Lattice chunk scan: None = the fused Pallas kernel on a CUDA GPU where it applies (no decay,
+    # n_refine = 0, chunk_size/num_slots/head size powers of two >= 16), XLA otherwise; True = the
+    # kernel (error if it cannot apply); False = XLA (docs/lattice_rnn.md, "Fused chunk kernel").
+    config.model.use_kernel = config_dict.placeholder(bool)
     # Attention only: KV-cache length for decoding.
     config.model.max_len = 4096
 

@@ -11,6 +11,7 @@ Variants: ``tiny`` (seconds; what the tests run), ``cpu`` (default; minutes per 
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 from configs import base_config
 
@@ -59,6 +60,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # 'linear' or 'softmax' read-out over slots.
     config.model.readout = "linear"
     config.model.n_refine = 0
+    # Lattice chunk scan: None = the fused Pallas kernel on a CUDA GPU where it applies (no decay,
+    # n_refine = 0, chunk_size/num_slots/head size powers of two >= 16), XLA otherwise; True = the
+    # kernel (error if it cannot apply); False = XLA (docs/lattice_rnn.md, "Fused chunk kernel").
+    config.model.use_kernel = config_dict.placeholder(bool)
 
     config.optimizer.name = "adamw"
     config.optimizer.learning_rate = 3e-3

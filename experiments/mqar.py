@@ -150,6 +150,7 @@ def mixer_kwargs(model_config: ml_collections.ConfigDict) -> dict:
             project=c.project,
             readout=c.readout,
             n_refine=c.n_refine,
+            use_kernel=c.get("use_kernel"),
         )
     return kw
 

@@ -28,6 +28,11 @@ at the chunk-start state, and the projection coefficient ``h^_i . e_t`` uses the
 chunk-start memory (refined ``n_refine`` times by re-solving with the previous pass's errors).
 What is left is the gated delta rule with keys c_t plus a state-independent write, solved in WY /
 triangular form (``delta_rule.chunk_step``). With chunk size 1 it is the exact recurrence.
+
+Fused kernel: without decay and refinement the whole chunk scan (every chunk step, the memory kept
+on chip between chunks, and its backward pass) is one Pallas kernel,
+``pallas_kernels.lattice_chunk.lattice_chunk_scan``; ``lattice_chunked(use_kernel=...)`` and
+``LatticeMemory(use_kernel=...)`` choose between it and the XLA chunk scan (docs/lattice_rnn.md).
 """
 
 from __future__ import annotations
@@ -55,6 +60,42 @@ def _check_decay(log_alpha, normalize: bool) -> None:
             "log_alpha (decay gate) was given with normalize=True: expected normalize=False, since "
             "decaying normalized slots only rescales their norms (see the module docstring)."
         )
+
+
+def _on_gpu() -> bool:
+    return jax.default_backend() == "gpu"
+
+
+def kernel_unsupported_reason(
+    *, decay: bool, n_refine: int, chunk_size: int, num_slots: int, head_dim: int
+) -> str:
+    """Why the fused chunk kernel cannot run this configuration ("" when it can).
+
+    The kernel (``pallas_kernels.lattice_chunk``, arXiv 2504.05646) implements ``lattice_chunked``
+    without the decay gate and without refinement passes, for chunk sizes, slot counts m and head
+    sizes d that are powers of two >= 16.
+
+    Args:
+      decay: whether a decay gate (``log_alpha``) is used. n_refine: refinement passes.
+      chunk_size: tokens per chunk. num_slots: m. head_dim: d.
+    Returns:
+      A message naming the argument and its value, or "".
+    """
+    if decay:
+        return "the fused Lattice chunk kernel has no decay gate, but log_alpha (decay) was given"
+    if n_refine:
+        return f"the fused Lattice chunk kernel needs n_refine=0, got n_refine={n_refine}"
+    from pallas_kernels import lattice_chunk
+
+    return lattice_chunk.unsupported_reason(chunk_size, num_slots, head_dim)
+
+
+def _resolve_kernel(use_kernel: bool | None, reason: str) -> bool:
+    if use_kernel is None:
+        return _on_gpu() and not reason
+    if use_kernel and reason:
+        raise ValueError(f"use_kernel=True, but {reason}; pass use_kernel=None or False.")
+    return bool(use_kernel)
 
 
 def _read_vector(q: Array, readout: str) -> Array:
@@ -163,30 +204,76 @@ def lattice_chunked(
     readout: str = "linear",
     n_refine: int = 0,
     dtype=jnp.float32,
+    use_kernel: bool | None = None,
+    interpret: bool | None = None,
 ) -> tuple[Array, Array]:
     """Chunk-parallel Lattice recurrence (normalization/projection frozen per chunk).
 
     arXiv 2504.05646 (chunk-wise parallel approximation); solved as the gated delta rule of
     arXiv 2412.06464 plus a state-independent write. Same shapes as ``lattice_recurrent``; equal
     to it for ``chunk_size=1``. ``n_refine`` extra passes recompute the projection coefficients
-    from the previous pass's errors (each pass costs one more chunk solve). ``dtype`` is the
-    matmul operand dtype (bfloat16 allowed); the state and the solve stay float32.
+    from the previous pass's errors (each pass costs one more chunk solve).
+
+    Args:
+      q, k: (B, T, H, m). v: (B, T, H, d). eta: (B, T, H) > 0. log_alpha: (B, T, H) or None.
+      h0: (B, H, m, d) initial memory.
+      chunk_size, normalize, project, readout, n_refine: as above and in the module docstring.
+      dtype: matmul operand dtype of the XLA chunk scan (bfloat16 allowed); the state and the
+        solve stay float32. The fused kernel ignores it: it computes in float32 (tf32 dots on GPU).
+      use_kernel: None runs the fused Pallas kernel ``pallas_kernels.lattice_chunk`` on a CUDA GPU
+        when it applies (``kernel_unsupported_reason`` is ""; no decay, ``n_refine=0``, sizes
+        powers of two >= 16) and the XLA chunk scan otherwise; True the kernel (a ValueError
+        naming the reason when it does not apply); False the XLA chunk scan.
+      interpret: how the kernel runs (``pallas_kernels._dispatch`` convention, used only when the
+        kernel is chosen): None compiled on GPU and the kernel file's pure-JAX reference
+        ``lattice_chunk_reference`` elsewhere; True the Pallas interpreter; False compiled.
+    Returns:
+      o (B, T, H, d) in v's dtype, final memory (B, H, m, d) float32.
     """
     _layers.check_chunk_size(chunk_size)
     _check_decay(log_alpha, normalize)
     if n_refine < 0:
         raise ValueError(f"n_refine must be >= 0, got {n_refine}.")
+    if use_kernel or (use_kernel is None and _on_gpu()):
+        reason = kernel_unsupported_reason(
+            decay=log_alpha is not None,
+            n_refine=n_refine,
+            chunk_size=chunk_size,
+            num_slots=k.shape[-1],
+            head_dim=v.shape[-1],
+        )
+        if _resolve_kernel(use_kernel, reason.rstrip(".")):
+            from pallas_kernels import lattice_chunk
+
+            r = q if readout == "linear" else _read_vector(q.astype(jnp.float32), readout)
+            o, h_t = lattice_chunk.lattice_chunk_scan(
+                r,
+                k,
+                v,
+                eta,
+                h0,
+                chunk_size=chunk_size,
+                normalize=normalize,
+                project=project,
+                interpret=interpret,
+            )
+            return o.astype(v.dtype), h_t
     f32 = jnp.float32
     t = v.shape[1]
-    if log_alpha is None:
-        log_alpha = jnp.zeros(eta.shape, f32)
+    has_decay = log_alpha is not None
     r = _read_vector(q.astype(f32), readout)
     rc, kc, vc = (to_chunks(a.astype(f32), chunk_size) for a in (r, k, v))
-    ec, lac = (to_chunks(a.astype(f32)[..., None], chunk_size)[..., 0] for a in (eta, log_alpha))
-    gc = jnp.cumsum(lac, axis=-1)
+    ec = to_chunks(eta.astype(f32)[..., None], chunk_size)[..., 0]
+    xs = (rc, kc, vc, ec)
+    if has_decay:
+        lac = to_chunks(log_alpha.astype(f32)[..., None], chunk_size)[..., 0]
+        xs += (jnp.cumsum(lac, axis=-1),)
 
     def body(h, xs):
-        r_c, k_c, v_c, eta_c, g_c = xs
+        r_c, k_c, v_c, eta_c = xs[:4]
+        # Without decay g = 0 is built per chunk: a cumsum of a constant would make XLA
+        # constant-fold a large reduce-window at every compile (seconds on GPU).
+        g_c = xs[4] if has_decay else jnp.zeros_like(eta_c)
         raw = slot_norms(h)  # (B, H, m)
         unit = h / raw[..., None]
         if normalize:
@@ -197,7 +284,8 @@ def lattice_chunked(
         proj = None
         if project:
             # Error of the chunk-start memory (decayed), then optional Picard refinements.
-            e = v_c - jnp.exp(g_c)[..., None] * jnp.einsum("bhtm,bhmd->bhtd", c, h)
+            pred = jnp.einsum("bhtm,bhmd->bhtd", c, h)
+            e = v_c - (jnp.exp(g_c)[..., None] * pred if has_decay else pred)
             for _ in range(n_refine + 1):
                 p = c * jnp.einsum("bhmd,bhtd->bhtm", unit, e)
                 proj = (p, unit)
@@ -206,7 +294,7 @@ def lattice_chunked(
             o, h_end, _ = chunk_step(h, r_c * scale, c, v_c, eta_c, g_c, None, dtype)
         return h_end, o
 
-    return scan_chunks(body, h0, (rc, kc, vc, ec, gc), t, v.dtype)
+    return scan_chunks(body, h0, xs, t, v.dtype)
 
 
 class LatticeMemory(nnx.Module):
@@ -225,7 +313,13 @@ class LatticeMemory(nnx.Module):
       decay: if True, an input-dependent decay alpha_t (the extra gate form; needs
         normalize=False).
       eta_fn: 'sigmoid' or 'softplus' for the input-dependent step size.
-      conv_size: short convolution width (0 disables it). dtype: chunk matmul operand dtype.
+      conv_size: short convolution width (0 disables it). dtype: chunk matmul operand dtype of
+        the XLA chunk scan (the fused kernel computes in float32).
+      use_kernel: the chunk scan's implementation (``lattice_chunked``): None the fused Pallas
+        kernel on a CUDA GPU where it applies (no decay, n_refine=0, chunk_size, num_slots and
+        head size powers of two >= 16), else XLA; True the kernel (ValueError at construction
+        when it does not apply); False XLA. interpret: the kernel's ``interpret`` flag (None:
+        compiled on GPU, pure-JAX reference elsewhere; True: the Pallas interpreter).
     """
 
     def __init__(
@@ -244,6 +338,8 @@ class LatticeMemory(nnx.Module):
         eta_fn: str = "sigmoid",
         conv_size: int = 4,
         dtype=jnp.float32,
+        use_kernel: bool | None = None,
+        interpret: bool | None = None,
         rngs: nnx.Rngs,
     ):
         self.head_dim = _layers.check_mixer_args(d_model, num_heads, chunk_size, mode)
@@ -255,6 +351,18 @@ class LatticeMemory(nnx.Module):
             raise ValueError("decay=True needs normalize=False (see lattice_memory docstring).")
         if num_slots <= 0:
             raise ValueError(f"num_slots must be positive, got {num_slots}.")
+        if use_kernel:
+            if mode != "chunked":
+                raise ValueError(f"use_kernel=True needs mode='chunked', got mode={mode!r}.")
+            reason = kernel_unsupported_reason(
+                decay=decay,
+                n_refine=n_refine,
+                chunk_size=chunk_size,
+                num_slots=num_slots,
+                head_dim=self.head_dim,
+            )
+            _resolve_kernel(use_kernel, reason.rstrip("."))
+        self.use_kernel, self.interpret = use_kernel, interpret
         self.num_heads, self.num_slots, self.mode = num_heads, num_slots, mode
         self.chunk_size, self.n_refine, self.dtype = chunk_size, n_refine, dtype
         self.normalize, self.project, self.readout = normalize, project, readout
@@ -311,6 +419,8 @@ class LatticeMemory(nnx.Module):
                 chunk_size=self.chunk_size,
                 n_refine=self.n_refine,
                 dtype=self.dtype,
+                use_kernel=self.use_kernel,
+                interpret=self.interpret,
                 **kw,
             )
         return self._output(x, o)

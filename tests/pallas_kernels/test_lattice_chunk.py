@@ -1,0 +1,207 @@
+"""Tests for pallas_kernels/lattice_chunk.py (arXiv 2504.05646): the fused forward and backward
+kernels in the Pallas interpreter against ``lattice_chunk_reference`` (values and gradients), and
+the reference against a float64 numpy transcription of the chunk formulas."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pallas_kernels import lattice_chunk as lc
+
+B, T, H, M, D, L = 2, 40, 2, 16, 16, 16  # T = 2.5 chunks: a ragged tail
+
+
+@pytest.fixture(autouse=True)
+def _exact_dots():
+    """float32 dots everywhere: on GPU the interpreter's and the reference's dots would
+    otherwise run in tf32, each rounded differently."""
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
+SWITCHES = [(True, True), (True, False), (False, True), (False, False)]
+
+
+def _inputs(seed, dtype=jnp.float32):
+    ks = jax.random.split(jax.random.key(seed), 5)
+    r = jax.random.normal(ks[0], (B, T, H, M)) / np.sqrt(M)
+    k = jax.random.normal(ks[1], (B, T, H, M)) / np.sqrt(M)
+    v = jax.random.normal(ks[2], (B, T, H, D))
+    beta = jax.random.uniform(ks[3], (B, T, H), minval=0.1, maxval=0.9)
+    h0 = jax.random.normal(ks[4], (B, H, M, D))
+    return tuple(x.astype(dtype) for x in (r, k, v, beta, h0))
+
+
+def _numpy_chunk(h, r, k, v, beta, normalize, project):
+    """The module docstring's chunk formulas in float64 numpy with an explicit solve."""
+    ell = k.shape[0]
+    raw = np.sqrt(np.sum(h * h, axis=1) + lc.NORM_EPS)
+    unit = h / raw[:, None]
+    w = 1.0 / raw if normalize else np.ones_like(raw)
+    c, rs = k * w, r * w
+    strict, incl = np.tril(np.ones((ell, ell)), -1), np.tril(np.ones((ell, ell)))
+    e0 = v - c @ h
+    bp = beta[:, None] * c * (e0 @ unit.T) if project else np.zeros_like(c)
+    rhs = e0 + (c * (strict @ bp)) @ unit
+    u = np.linalg.solve(np.eye(ell) + beta[:, None] * (strict * (c @ c.T)), beta[:, None] * rhs)
+    o = rs @ h + (incl * (rs @ c.T)) @ u - (rs * (incl @ bp)) @ unit
+    return o, h + c.T @ u - np.sum(bp, axis=0)[:, None] * unit
+
+
+def _numpy_scan(r, k, v, beta, h0, normalize, project):
+    r, k, v, beta, h0 = (np.asarray(x, np.float64) for x in (r, k, v, beta, h0))
+    pad = (-T) % L
+    r, k, v = (np.pad(x, ((0, 0), (0, pad), (0, 0), (0, 0))) for x in (r, k, v))
+    beta = np.pad(beta, ((0, 0), (0, pad), (0, 0)))
+    o = np.zeros(v.shape)
+    ht = h0.copy()
+    for b in range(B):
+        for hh in range(H):
+            for t0 in range(0, T + pad, L):
+                sl = slice(t0, t0 + L)
+                o[b, sl, hh], ht[b, hh] = _numpy_chunk(
+                    ht[b, hh], r[b, sl, hh], k[b, sl, hh], v[b, sl, hh], beta[b, sl, hh],
+                    normalize, project,
+                )  # fmt: skip
+    return o[:, :T], ht
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.max(np.abs(a - b)) / np.max(np.abs(b))
+
+
+@pytest.mark.parametrize(
+    "normalize, project, transposed", [(*sw, True) for sw in SWITCHES] + [(True, True, False)]
+)
+def test_forward_matches_reference_and_numpy(normalize, project, transposed, monkeypatch):
+    monkeypatch.setattr(lc, "FWD_T", transposed)
+    xs = _inputs(0)
+    kw = dict(chunk_size=L, normalize=normalize, project=project)
+    o, ht = lc.lattice_chunk_scan(*xs, interpret=True, **kw)
+    o_ref, ht_ref = lc.lattice_chunk_reference(*xs, **kw)
+    o64, ht64 = _numpy_scan(*xs, normalize, project)
+    assert o.shape == (B, T, H, D) and o.dtype == jnp.float32
+    assert ht.shape == (B, H, M, D) and ht.dtype == jnp.float32
+    assert _rel(o, o_ref) < 1e-5 and _rel(ht, ht_ref) < 1e-5
+    assert _rel(o_ref, o64) < 1e-4 and _rel(ht_ref, ht64) < 1e-4
+
+
+def _loss(fn, w, g):
+    def loss(*xs):
+        o, ht = fn(*xs)
+        return jnp.sum(o.astype(jnp.float32) * w) + jnp.sum(ht * g)
+
+    return loss
+
+
+@pytest.mark.parametrize("normalize, project", SWITCHES)
+@pytest.mark.parametrize("bwd", [lc.chunk_bwd, lc.chunk_bwd_t])
+def test_phased_chunk_bwd_matches_vjp(normalize, project, bwd):
+    ks = jax.random.split(jax.random.key(6), 7)
+    ins = dict(
+        h=jax.random.normal(ks[0], (M, 2 * D)),  # m != d
+        r=jax.random.normal(ks[1], (L, M)) / 4,
+        k=jax.random.normal(ks[2], (L, M)) / 4,
+        v=jax.random.normal(ks[3], (L, 2 * D)),
+        beta=jax.random.uniform(ks[4], (L,)),
+        do=jax.random.normal(ks[5], (L, 2 * D)),
+        dh=jax.random.normal(ks[6], (M, 2 * D)),
+    )
+    names = ("h", "r", "k", "v", "beta")
+    _, vjp = jax.vjp(
+        lambda *a: lc.chunk_fwd(*a, normalize=normalize, project=project),
+        *(ins[n] for n in names),
+    )
+    want = vjp((ins["do"], ins["dh"]))
+    got = {}
+    got["h"] = bwd(
+        ins.__getitem__, lc.DictScratch(), got.__setitem__, normalize=normalize, project=project
+    )
+    for n, w in zip(names, want):
+        assert _rel(got[n], w) < 1e-5, n
+
+
+@pytest.mark.parametrize(
+    "normalize, project, backward",
+    [
+        (True, True, "phased"),
+        (False, False, "phased"),
+        (True, True, "transposed"),
+        (True, True, "vjp"),
+    ],
+)
+def test_gradients_match_reference(normalize, project, backward, monkeypatch):
+    monkeypatch.setattr(lc, "BACKWARD", backward)
+    xs = _inputs(1)
+    kw = dict(chunk_size=L, normalize=normalize, project=project)
+    kw_ = jax.random.split(jax.random.key(2))
+    w = jax.random.normal(kw_[0], (B, T, H, D))
+    g = jax.random.normal(kw_[1], (B, H, M, D))
+    five = (0, 1, 2, 3, 4)
+    kern = _loss(lambda *a: lc.lattice_chunk_scan(*a, interpret=True, **kw), w, g)
+    ref = _loss(lambda *a: lc.lattice_chunk_reference(*a, **kw), w, g)
+    val, grads = jax.value_and_grad(kern, argnums=five)(*xs)
+    val_ref, grads_ref = jax.value_and_grad(ref, argnums=five)(*xs)
+    assert abs(float(val) - float(val_ref)) <= 1e-5 * abs(float(val_ref))
+    for name, gk, gr, x in zip("r k v beta h0".split(), grads, grads_ref, xs):
+        assert gk.shape == x.shape and gk.dtype == x.dtype, name
+        assert _rel(gk, gr) < 1e-4, name
+    # the last token sits in the zero-padded tail chunk and still gets its gradient
+    assert float(jnp.max(jnp.abs(grads[3][:, -1]))) > 0
+
+
+def test_bf16_inputs():
+    xs = _inputs(3, jnp.bfloat16)
+    o, ht = lc.lattice_chunk_scan(*xs, chunk_size=L, interpret=True)
+    assert o.dtype == jnp.bfloat16 and ht.dtype == jnp.float32
+    o_ref, ht_ref = lc.lattice_chunk_reference(*xs, chunk_size=L)  # f32 math on bf16 values
+    assert _rel(o, o_ref) < 1e-2 and _rel(ht, ht_ref) < 1e-5
+
+    def loss(*a):
+        o, ht = lc.lattice_chunk_scan(*a, chunk_size=L, interpret=True)
+        return jnp.sum(o.astype(jnp.float32)) + jnp.sum(ht)
+
+    grads = jax.grad(loss, argnums=(0, 1, 2, 3, 4))(*xs)
+    assert all(gk.dtype == jnp.bfloat16 for gk in grads)
+    assert all(bool(jnp.all(jnp.isfinite(gk.astype(jnp.float32)))) for gk in grads)
+
+
+def test_reference_dispatch_off_gpu(monkeypatch):
+    monkeypatch.setattr(lc._dispatch, "on_gpu", lambda: False)
+    xs = _inputs(4, jnp.bfloat16)
+    o, ht = lc.lattice_chunk_scan(*xs, chunk_size=L)
+    o_ref, ht_ref = lc.lattice_chunk_reference(*xs, chunk_size=L)
+    assert o.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(
+        np.asarray(o, np.float32), np.asarray(o_ref.astype(o.dtype), np.float32)
+    )
+    np.testing.assert_array_equal(ht, ht_ref)
+    with pytest.raises(ValueError, match="interpret=False"):
+        lc.lattice_chunk_scan(*xs, chunk_size=L, interpret=False)
+
+
+def test_unsupported_reason():
+    assert lc.unsupported_reason(64, 128, 128) == ""
+    assert lc.unsupported_reason(16, 16, 16) == ""
+    msg = lc.unsupported_reason(48, 8, 128)
+    assert "chunk_size=48" in msg and "m=8" in msg and "d=" not in msg
+
+
+def test_errors():
+    r, k, v, beta, h0 = _inputs(5)
+    with pytest.raises(ValueError, match="chunk_size=24"):
+        lc.lattice_chunk_scan(r, k, v, beta, h0, chunk_size=24, interpret=True)
+    with pytest.raises(ValueError, match="r must have shape"):
+        lc.lattice_chunk_scan(r[:, :, :, :8], k, v, beta, h0, chunk_size=L, interpret=True)
+    with pytest.raises(ValueError, match="beta must have shape"):
+        lc.lattice_chunk_scan(r, k, v, beta[:, :-1], h0, chunk_size=L, interpret=True)
+    with pytest.raises(ValueError, match="h0 must have shape"):
+        lc.lattice_chunk_scan(r, k, v, beta, h0[:, :, :, :8], chunk_size=L, interpret=True)
+    with pytest.raises(ValueError, match="v must have shape"):
+        lc.lattice_chunk_scan(r, k, v[:, :-1], beta, h0, chunk_size=L, interpret=True)
+    with pytest.raises(TypeError, match="k must be float32"):
+        lc.lattice_chunk_scan(r, k.astype(jnp.int32), v, beta, h0, chunk_size=L, interpret=True)
+    with pytest.raises(ValueError, match="num_warps"):
+        lc.lattice_chunk_scan(r, k, v, beta, h0, chunk_size=L, interpret=True, num_warps=3)

@@ -1,0 +1,149 @@
+"""Dispatch between the fused Lattice chunk kernel (pallas_kernels.lattice_chunk) and the XLA chunk
+scan in latticejax.rnn.lattice_memory (arXiv 2504.05646): which one runs, the errors when the
+kernel cannot apply, and equal outputs/gradients (kernel in the Pallas interpreter vs XLA)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from latticejax.rnn import LatticeMemory, lattice_chunked
+from latticejax.rnn import lattice_memory as lm
+from pallas_kernels import lattice_chunk
+
+
+def _inputs(seed, b=2, t=40, h=2, m=16, d=16):
+    ks = jax.random.split(jax.random.key(seed), 6)
+    unit = lambda x: x / jnp.linalg.norm(x, axis=-1, keepdims=True)
+    q = unit(jax.random.normal(ks[0], (b, t, h, m)))
+    k = unit(jax.random.normal(ks[1], (b, t, h, m)))
+    v = unit(jax.random.normal(ks[2], (b, t, h, d)))
+    eta = 0.5 * jax.nn.sigmoid(jax.random.normal(ks[3], (b, t, h)))
+    la = -0.1 * jax.nn.softplus(jax.random.normal(ks[4], (b, t, h)))
+    h0 = unit(jax.random.normal(ks[5], (b, h, m, d)))
+    return q, k, v, eta, la, h0
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Records calls of the kernel entry point (then runs it as usual)."""
+    calls = []
+    real = lattice_chunk.lattice_chunk_scan
+
+    def wrapped(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lattice_chunk, "lattice_chunk_scan", wrapped)
+    return calls
+
+
+def _trace(*args, **kwargs):
+    """Traces lattice_chunked (the dispatch is decided while tracing; nothing is compiled)."""
+    return jax.eval_shape(lambda *a: lattice_chunked(*a, **kwargs), *args)
+
+
+def test_dispatch_decisions(spy, monkeypatch):
+    q, k, v, eta, la, h0 = _inputs(0, t=20)
+    kw = dict(chunk_size=16)
+    # On the CPU the default is the XLA chunk scan.
+    _trace(q, k, v, eta, None, h0, **kw)
+    assert spy == []
+    # Pretend to be on a GPU: the default takes the kernel where it applies (interpret=None passed
+    # through, which off a real GPU runs the kernel file's pure-JAX reference).
+    monkeypatch.setattr(lm, "_on_gpu", lambda: True)
+    _trace(q, k, v, eta, None, h0, **kw)
+    assert len(spy) == 1 and spy[0]["interpret"] is None and spy[0]["chunk_size"] == 16
+    # ... and XLA where it does not: decay, refinement, sizes that are not powers of two >= 16.
+    _trace(q, k, v, eta, la, h0, normalize=False, **kw)
+    _trace(q, k, v, eta, None, h0, n_refine=1, **kw)
+    _trace(q, k, v, eta, None, h0, chunk_size=8)
+    _trace(q[..., :8], k[..., :8], v, eta, None, h0[..., :8, :], **kw)
+    _trace(q, k, v, eta, None, h0, use_kernel=False, **kw)
+    assert len(spy) == 1
+    _trace(q, k, v, eta, None, h0, use_kernel=True, interpret=True, **kw)
+    assert len(spy) == 2 and spy[1]["interpret"] is True
+
+
+def test_use_kernel_true_errors_name_the_reason():
+    q, k, v, eta, la, h0 = _inputs(1, t=8)
+    with pytest.raises(ValueError, match="decay"):
+        lattice_chunked(q, k, v, eta, la, h0, normalize=False, chunk_size=16, use_kernel=True)
+    with pytest.raises(ValueError, match="n_refine=2"):
+        lattice_chunked(q, k, v, eta, None, h0, chunk_size=16, n_refine=2, use_kernel=True)
+    with pytest.raises(ValueError, match="chunk_size=24"):
+        lattice_chunked(q, k, v, eta, None, h0, chunk_size=24, use_kernel=True)
+    with pytest.raises(ValueError, match="m=8"):
+        lattice_chunked(q[..., :8], k[..., :8], v, eta, None, h0[..., :8, :], use_kernel=True)
+    rngs = nnx.Rngs(0)
+    kw = dict(num_heads=2, num_slots=16, chunk_size=16)
+    # The layer checks at construction.
+    with pytest.raises(ValueError, match="decay"):
+        LatticeMemory(32, normalize=False, decay=True, use_kernel=True, rngs=rngs, **kw)
+    with pytest.raises(ValueError, match="n_refine=1"):
+        LatticeMemory(32, n_refine=1, use_kernel=True, rngs=rngs, **kw)
+    with pytest.raises(ValueError, match="d=8"):
+        LatticeMemory(32, num_heads=4, num_slots=16, chunk_size=16, use_kernel=True, rngs=rngs)
+    with pytest.raises(ValueError, match="mode='exact'"):
+        LatticeMemory(32, num_heads=2, num_slots=16, mode="exact", use_kernel=True, rngs=rngs)
+
+
+def test_no_decay_equals_zero_decay_on_xla_path():
+    """The no-decay XLA path (g = 0 built per chunk) equals passing log_alpha = 0."""
+    q, k, v, eta, _, h0 = _inputs(2, t=20, m=4, d=3)
+    kw = dict(chunk_size=8, normalize=False, use_kernel=False)
+    o1, h1 = lattice_chunked(q, k, v, eta, None, h0, **kw)
+    o2, h2 = lattice_chunked(q, k, v, eta, jnp.zeros_like(eta), h0, **kw)
+    np.testing.assert_allclose(o1, o2, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(h1, h2, rtol=1e-6, atol=1e-6)
+
+
+def _grads(layer, x):
+    graphdef, params = nnx.split(layer, nnx.Param)
+
+    @jax.jit
+    def run(params):
+        def loss(p):
+            y = nnx.merge(graphdef, p)(x)
+            return jnp.sum(jnp.sin(3.0 * y)), y
+
+        return jax.value_and_grad(loss, has_aux=True)(params)
+
+    (_, y), g = run(params)
+    return y, g
+
+
+def test_layer_kernel_equals_xla_outputs_and_parameter_gradients():
+    x = jax.random.normal(jax.random.key(3), (2, 40, 32))
+    kw = dict(num_heads=2, num_slots=16, chunk_size=16)
+    y0, g0 = _grads(LatticeMemory(32, use_kernel=False, rngs=nnx.Rngs(4), **kw), x)
+    y1, g1 = _grads(LatticeMemory(32, use_kernel=True, interpret=True, rngs=nnx.Rngs(4), **kw), x)
+    np.testing.assert_allclose(y1, y0, rtol=1e-4, atol=1e-4)
+    flat0, flat1 = jax.tree.leaves(g0), jax.tree.leaves(g1)
+    assert len(flat0) == len(flat1) > 0
+    for a, b in zip(flat0, flat1):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
+
+
+def test_kernel_equals_xla_softmax_readout_without_projection():
+    """Other switches through the function: softmax read-out, raw slots, delta-rule write."""
+    q, k, v, eta, _, h0 = _inputs(5, t=40)
+    kw = dict(chunk_size=16, readout="softmax", normalize=False, project=False)
+
+    def run(use_kernel):
+        def loss(q, k, v, eta, h0):
+            o, h_t = lattice_chunked(
+                q, k, v, eta, None, h0, use_kernel=use_kernel, interpret=True, **kw
+            )
+            return jnp.sum(jnp.sin(3.0 * o)) + jnp.sum(h_t**2), o
+
+        return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3, 4), has_aux=True))(
+            q, k, v, eta, h0
+        )
+
+    (_, o0), g0 = run(False)
+    (_, o1), g1 = run(True)
+    np.testing.assert_allclose(o1, o0, rtol=1e-4, atol=1e-4)
+    for a, b in zip(g0, g1):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
