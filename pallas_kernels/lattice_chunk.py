@@ -511,15 +511,16 @@ def lattice_chunk_reference(
 # its cotangent) carried on chip; tiles are read from the natural (B, T, H, ...) layouts.
 # ----------------------------------------------------------------------------------------------
 def unsupported_reason(chunk_size: int, m: int, d: int) -> str:
-    """Why the compiled kernel cannot run these sizes ("" when it can). arXiv 2504.05646.
+    """Why the kernel cannot run these sizes ("" when it can). arXiv 2504.05646.
 
     Triton tiles need power-of-two sizes of at least 16 (tensor-core dots): the chunk length
     (``chunk_size``, also the doubling inverse's size), the slot count m and the head size d.
+    ``lattice_chunk_scan`` checks them on every backend (its reference path included).
     """
     bad = [
-        f"{name}={val}"
+        f"{name}={val!r}"
         for name, val in (("chunk_size", chunk_size), ("m", m), ("d", d))
-        if val < 16 or val & (val - 1)
+        if not isinstance(val, int) or val < 16 or val & (val - 1)
     ]
     if not bad:
         return ""
@@ -930,32 +931,30 @@ def lattice_chunk_scan(
     """The chunked Lattice memory scan (arXiv 2504.05646) as fused Pallas kernels.
 
     The forward kernel runs one program per (sequence, head) that loops over the chunks with the
-    memory on chip (``chunk_fwd`` per chunk); under differentiation it also stores the chunk-start
-    memories (B, H, N, m, d) float32, and the backward kernel walks the chunks in reverse with the
-    memory's cotangent on chip, applying ``jax.vjp(chunk_fwd)`` per chunk.
+    memory on chip (``chunk_fwd``'s values per chunk, as ``chunk_fwd_staged_t``); under
+    differentiation it also stores the chunk-start memories (B, H, N, m, d) float32, and the
+    backward kernel walks the chunks in reverse with the memory's cotangent on chip, applying
+    the hand-written VJP ``chunk_bwd`` per chunk (``BACKWARD``).
 
     Args:
       r, k: (B, T, H, m) read vectors and codes. v: (B, T, H, d) values. beta: (B, T, H) step
         sizes. h0: (B, H, m, d) initial memory. float32/bfloat16/float16, computed in float32
         (tf32 dots on GPU). T is padded to a multiple of ``chunk_size`` inside (beta = 0 there).
-      chunk_size: tokens per chunk L; the kernel needs a power of two >= 16, as do m and d
-        (``unsupported_reason``).
+      chunk_size: tokens per chunk L; a power of two >= 16, as are m and d
+        (``unsupported_reason``), on every backend: the reference path off GPU checks them too,
+        so a call that runs on CPU also runs compiled on a GPU.
       normalize, project: the Lattice switches (``chunk_fwd``).
       interpret: ``pallas_kernels._dispatch.use_kernel``: None runs the compiled kernel on CUDA
         and ``lattice_chunk_reference`` elsewhere; True the Pallas interpreter; False the compiled
         kernel (ValueError off GPU).
-      num_warps: Triton warps per program (default 8).
+      num_warps: Triton warps per program (default 8; one of 1, 2, 4, 8, 16).
     Returns:
       o (B, T, H, d) in v's dtype and the final memory hT (B, H, m, d) float32; differentiable in
       r, k, v, beta and h0 (gradients in their dtypes).
     """
     r, k, v, beta, h0 = (jnp.asarray(x) for x in (r, k, v, beta, h0))
     _check_inputs(r, k, v, beta, h0)
-    if not _dispatch.use_kernel(interpret, _dispatch.on_gpu()):
-        o, ht = lattice_chunk_reference(
-            r, k, v, beta, h0, chunk_size=chunk_size, normalize=normalize, project=project
-        )
-        return o.astype(v.dtype), ht
+    # Checked before the dispatch: the same call fails (or runs) on CPU and on GPU alike.
     reason = unsupported_reason(chunk_size, k.shape[3], v.shape[3])
     if reason:
         raise ValueError(reason)
@@ -963,6 +962,11 @@ def lattice_chunk_scan(
         num_warps = 8
     if num_warps not in (1, 2, 4, 8, 16):
         raise ValueError(f"num_warps must be one of 1, 2, 4, 8, 16, got {num_warps}.")
+    if not _dispatch.use_kernel(interpret, _dispatch.on_gpu()):
+        o, ht = lattice_chunk_reference(
+            r, k, v, beta, h0, chunk_size=chunk_size, normalize=normalize, project=project
+        )
+        return o.astype(v.dtype), ht
     cfg = _Config(chunk_size, bool(normalize), bool(project), bool(interpret), num_warps, BACKWARD)
     t = k.shape[1]
     pad = (-t) % chunk_size

@@ -67,17 +67,24 @@ def _on_gpu() -> bool:
 
 
 def kernel_unsupported_reason(
-    *, decay: bool, n_refine: int, chunk_size: int, num_slots: int, head_dim: int
+    *,
+    decay: bool,
+    n_refine: int,
+    chunk_size: int,
+    num_slots: int,
+    head_dim: int,
+    dtype=jnp.float32,
 ) -> str:
     """Why the fused chunk kernel cannot run this configuration ("" when it can).
 
     The kernel (``pallas_kernels.lattice_chunk``, arXiv 2504.05646) implements ``lattice_chunked``
-    without the decay gate and without refinement passes, for chunk sizes, slot counts m and head
-    sizes d that are powers of two >= 16.
+    without the decay gate and without refinement passes, in float32 (``dtype=float32``), for
+    chunk sizes, slot counts m and head sizes d that are powers of two >= 16.
 
     Args:
       decay: whether a decay gate (``log_alpha``) is used. n_refine: refinement passes.
-      chunk_size: tokens per chunk. num_slots: m. head_dim: d.
+      chunk_size: tokens per chunk. num_slots: m. head_dim: d. dtype: the chunk matmul operand
+        dtype asked for (the kernel has only float32 operands).
     Returns:
       A message naming the argument and its value, or "".
     """
@@ -85,14 +92,48 @@ def kernel_unsupported_reason(
         return "the fused Lattice chunk kernel has no decay gate, but log_alpha (decay) was given"
     if n_refine:
         return f"the fused Lattice chunk kernel needs n_refine=0, got n_refine={n_refine}"
+    if jnp.dtype(dtype) != jnp.float32:
+        return (
+            "the fused Lattice chunk kernel has float32 matmul operands only, got "
+            f"dtype={jnp.dtype(dtype).name} (the XLA chunk scan's operand dtype)"
+        )
     from pallas_kernels import lattice_chunk
 
-    return lattice_chunk.unsupported_reason(chunk_size, num_slots, head_dim)
+    reason = lattice_chunk.unsupported_reason(chunk_size, num_slots, head_dim)
+    if reason:  # name the layer's arguments too
+        reason = f"{reason.rstrip('.')} (m = num_slots = {num_slots}, d = head size = {head_dim})"
+    return reason
 
 
-def _resolve_kernel(use_kernel: bool | None, reason: str) -> bool:
+# The sizes the compiled kernel was checked and timed at on a GPU (BENCHMARKS.md, session 4);
+# ``use_kernel=None`` stays on the XLA scan beyond them, ``use_kernel=True`` takes any valid size.
+AUTO_MAX_CHUNK, AUTO_MAX_DIM = 64, 128
+
+
+def _device_count() -> int:
+    return jax.device_count()
+
+
+def auto_kernel_reason(chunk_size: int, num_slots: int, head_dim: int) -> str:
+    """Why ``use_kernel=None`` keeps the XLA chunk scan where the kernel could run ("" if not).
+
+    Several devices: XLA does not partition the Pallas call, so under a data-parallel mesh every
+    device would run the whole batch (``use_kernel=True`` still runs it, replicated). Sizes above
+    ``AUTO_MAX_CHUNK`` / ``AUTO_MAX_DIM``: not verified on a GPU (registers grow with L·m·d).
+    """
+    if _device_count() > 1:
+        return f"{_device_count()} devices (the Pallas call is not partitioned across devices)"
+    if chunk_size > AUTO_MAX_CHUNK or max(num_slots, head_dim) > AUTO_MAX_DIM:
+        return (
+            f"chunk_size={chunk_size}, m={num_slots}, d={head_dim} exceed the GPU-verified "
+            f"chunk_size <= {AUTO_MAX_CHUNK}, m, d <= {AUTO_MAX_DIM}"
+        )
+    return ""
+
+
+def _resolve_kernel(use_kernel: bool | None, reason: str, auto_reason: str = "") -> bool:
     if use_kernel is None:
-        return _on_gpu() and not reason
+        return _on_gpu() and not reason and not auto_reason
     if use_kernel and reason:
         raise ValueError(f"use_kernel=True, but {reason}; pass use_kernel=None or False.")
     return bool(use_kernel)
@@ -219,14 +260,17 @@ def lattice_chunked(
       h0: (B, H, m, d) initial memory.
       chunk_size, normalize, project, readout, n_refine: as above and in the module docstring.
       dtype: matmul operand dtype of the XLA chunk scan (bfloat16 allowed); the state and the
-        solve stay float32. The fused kernel ignores it: it computes in float32 (tf32 dots on GPU).
+        solve stay float32. The fused kernel computes in float32 (tf32 dots on GPU), so it
+        applies only to ``dtype=float32``.
       use_kernel: None runs the fused Pallas kernel ``pallas_kernels.lattice_chunk`` on a CUDA GPU
-        when it applies (``kernel_unsupported_reason`` is ""; no decay, ``n_refine=0``, sizes
-        powers of two >= 16) and the XLA chunk scan otherwise; True the kernel (a ValueError
-        naming the reason when it does not apply); False the XLA chunk scan.
-      interpret: how the kernel runs (``pallas_kernels._dispatch`` convention, used only when the
-        kernel is chosen): None compiled on GPU and the kernel file's pure-JAX reference
-        ``lattice_chunk_reference`` elsewhere; True the Pallas interpreter; False compiled.
+        when it applies (``kernel_unsupported_reason`` is ""; no decay, ``n_refine=0``, float32
+        ``dtype``, sizes powers of two >= 16) on one device at the GPU-verified sizes
+        (``auto_kernel_reason``: chunk_size <= 64, m, d <= 128), else the XLA chunk scan; True
+        the kernel (a ValueError naming the reason when it does not apply); False the XLA scan.
+      interpret: how the kernel runs (``pallas_kernels._dispatch`` convention): None compiled on
+        GPU and the kernel file's pure-JAX reference ``lattice_chunk_reference`` elsewhere; True
+        the Pallas interpreter; False compiled. Given (not None) while the XLA chunk scan runs,
+        it is a ValueError (pass ``use_kernel=True`` to run the kernel off a GPU).
     Returns:
       o (B, T, H, d) in v's dtype, final memory (B, H, m, d) float32.
     """
@@ -241,8 +285,10 @@ def lattice_chunked(
             chunk_size=chunk_size,
             num_slots=k.shape[-1],
             head_dim=v.shape[-1],
+            dtype=dtype,
         )
-        if _resolve_kernel(use_kernel, reason.rstrip(".")):
+        auto = auto_kernel_reason(chunk_size, k.shape[-1], v.shape[-1])
+        if _resolve_kernel(use_kernel, reason.rstrip("."), auto):
             from pallas_kernels import lattice_chunk
 
             r = q if readout == "linear" else _read_vector(q.astype(jnp.float32), readout)
@@ -258,6 +304,12 @@ def lattice_chunked(
                 interpret=interpret,
             )
             return o.astype(v.dtype), h_t
+    if interpret is not None:  # else a kernel test would silently compare XLA with XLA
+        raise ValueError(
+            f"interpret={interpret} is the fused kernel's flag, but use_kernel={use_kernel} runs "
+            "the XLA chunk scan here (off a GPU, or the kernel does not apply); pass "
+            "use_kernel=True to run the kernel, or interpret=None."
+        )
     f32 = jnp.float32
     t = v.shape[1]
     has_decay = log_alpha is not None
@@ -314,12 +366,14 @@ class LatticeMemory(nnx.Module):
         normalize=False).
       eta_fn: 'sigmoid' or 'softplus' for the input-dependent step size.
       conv_size: short convolution width (0 disables it). dtype: chunk matmul operand dtype of
-        the XLA chunk scan (the fused kernel computes in float32).
+        the XLA chunk scan (the fused kernel computes in float32, so it needs dtype=float32).
       use_kernel: the chunk scan's implementation (``lattice_chunked``): None the fused Pallas
-        kernel on a CUDA GPU where it applies (no decay, n_refine=0, chunk_size, num_slots and
-        head size powers of two >= 16), else XLA; True the kernel (ValueError at construction
-        when it does not apply); False XLA. interpret: the kernel's ``interpret`` flag (None:
-        compiled on GPU, pure-JAX reference elsewhere; True: the Pallas interpreter).
+        kernel on a CUDA GPU where it applies (no decay, n_refine=0, dtype=float32, chunk_size,
+        num_slots and head size powers of two >= 16; one device, chunk_size <= 64, m, d <= 128:
+        ``auto_kernel_reason``), else XLA; True the kernel (ValueError at
+        construction when it does not apply); False XLA. interpret: the kernel's ``interpret``
+        flag (None: compiled on GPU, pure-JAX reference elsewhere; True: the Pallas
+        interpreter); not None needs the kernel to run (ValueError otherwise).
     """
 
     def __init__(
@@ -351,6 +405,11 @@ class LatticeMemory(nnx.Module):
             raise ValueError("decay=True needs normalize=False (see lattice_memory docstring).")
         if num_slots <= 0:
             raise ValueError(f"num_slots must be positive, got {num_slots}.")
+        if interpret is not None and (use_kernel is False or mode != "chunked"):
+            raise ValueError(
+                f"interpret={interpret} is the fused kernel's flag, but use_kernel={use_kernel}, "
+                f"mode={mode!r} never run the kernel; pass interpret=None."
+            )
         if use_kernel:
             if mode != "chunked":
                 raise ValueError(f"use_kernel=True needs mode='chunked', got mode={mode!r}.")
@@ -360,6 +419,7 @@ class LatticeMemory(nnx.Module):
                 chunk_size=chunk_size,
                 num_slots=num_slots,
                 head_dim=self.head_dim,
+                dtype=dtype,
             )
             _resolve_kernel(use_kernel, reason.rstrip("."))
         self.use_kernel, self.interpret = use_kernel, interpret

@@ -205,3 +205,19 @@ def test_errors():
         lc.lattice_chunk_scan(r, k.astype(jnp.int32), v, beta, h0, chunk_size=L, interpret=True)
     with pytest.raises(ValueError, match="num_warps"):
         lc.lattice_chunk_scan(r, k, v, beta, h0, chunk_size=L, interpret=True, num_warps=3)
+
+
+def test_sizes_checked_on_every_backend(monkeypatch):
+    """Off GPU (interpret=None: the pure-JAX reference) the kernel's size rules still apply, so a
+    call that runs on CPU also runs compiled on a GPU."""
+    monkeypatch.setattr(lc._dispatch, "on_gpu", lambda: False)
+    r, k, v, beta, h0 = _inputs(6)
+    with pytest.raises(ValueError, match="chunk_size=8"):
+        lc.lattice_chunk_scan(r, k, v, beta, h0, chunk_size=8)
+    with pytest.raises(ValueError, match="chunk_size=0"):
+        lc.lattice_chunk_scan(r, k, v, beta, h0, chunk_size=0)
+    with pytest.raises(ValueError, match="m=8"):
+        lc.lattice_chunk_scan(r[..., :8], k[..., :8], v, beta, h0[:, :, :8], chunk_size=L)
+    with pytest.raises(ValueError, match="num_warps"):
+        lc.lattice_chunk_scan(r, k, v, beta, h0, chunk_size=L, num_warps=3)
+    assert "chunk_size=16.0" in lc.unsupported_reason(16.0, 16, 16)

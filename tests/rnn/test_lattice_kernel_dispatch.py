@@ -53,6 +53,7 @@ def test_dispatch_decisions(spy, monkeypatch):
     # Pretend to be on a GPU: the default takes the kernel where it applies (interpret=None passed
     # through, which off a real GPU runs the kernel file's pure-JAX reference).
     monkeypatch.setattr(lm, "_on_gpu", lambda: True)
+    monkeypatch.setattr(lm, "_device_count", lambda: 1)  # CI has 8 host devices
     _trace(q, k, v, eta, None, h0, **kw)
     assert len(spy) == 1 and spy[0]["interpret"] is None and spy[0]["chunk_size"] == 16
     # ... and XLA where it does not: decay, refinement, sizes that are not powers of two >= 16.
@@ -114,11 +115,14 @@ def _grads(layer, x):
     return y, g
 
 
-def test_layer_kernel_equals_xla_outputs_and_parameter_gradients():
+def test_layer_kernel_equals_xla_outputs_and_parameter_gradients(spy):
     x = jax.random.normal(jax.random.key(3), (2, 40, 32))
     kw = dict(num_heads=2, num_slots=16, chunk_size=16)
     y0, g0 = _grads(LatticeMemory(32, use_kernel=False, rngs=nnx.Rngs(4), **kw), x)
+    assert spy == []
     y1, g1 = _grads(LatticeMemory(32, use_kernel=True, interpret=True, rngs=nnx.Rngs(4), **kw), x)
+    # the layer really ran the kernel (in the interpreter), not XLA twice
+    assert len(spy) == 1 and spy[0]["interpret"] is True
     np.testing.assert_allclose(y1, y0, rtol=1e-4, atol=1e-4)
     flat0, flat1 = jax.tree.leaves(g0), jax.tree.leaves(g1)
     assert len(flat0) == len(flat1) > 0
@@ -126,15 +130,16 @@ def test_layer_kernel_equals_xla_outputs_and_parameter_gradients():
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
 
 
-def test_kernel_equals_xla_softmax_readout_without_projection():
+def test_kernel_equals_xla_softmax_readout_without_projection(spy):
     """Other switches through the function: softmax read-out, raw slots, delta-rule write."""
     q, k, v, eta, _, h0 = _inputs(5, t=40)
     kw = dict(chunk_size=16, readout="softmax", normalize=False, project=False)
 
     def run(use_kernel):
         def loss(q, k, v, eta, h0):
+            interpret = True if use_kernel else None
             o, h_t = lattice_chunked(
-                q, k, v, eta, None, h0, use_kernel=use_kernel, interpret=True, **kw
+                q, k, v, eta, None, h0, use_kernel=use_kernel, interpret=interpret, **kw
             )
             return jnp.sum(jnp.sin(3.0 * o)) + jnp.sum(h_t**2), o
 
@@ -143,7 +148,97 @@ def test_kernel_equals_xla_softmax_readout_without_projection():
         )
 
     (_, o0), g0 = run(False)
+    assert spy == []
     (_, o1), g1 = run(True)
+    assert len(spy) == 1 and spy[0]["interpret"] is True
     np.testing.assert_allclose(o1, o0, rtol=1e-4, atol=1e-4)
     for a, b in zip(g0, g1):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
+
+
+def test_bf16_dtype_is_not_silently_dropped_by_the_kernel(spy, monkeypatch):
+    """The kernel has float32 operands only: dtype=bfloat16 keeps the XLA chunk scan (None) or
+    is an error naming dtype (True), never a silent float32 kernel run."""
+    q, k, v, eta, _, h0 = _inputs(6, t=20)
+    monkeypatch.setattr(lm, "_on_gpu", lambda: True)
+    monkeypatch.setattr(lm, "_device_count", lambda: 1)  # CI has 8 host devices
+    _trace(q, k, v, eta, None, h0, chunk_size=16, dtype=jnp.bfloat16)
+    assert spy == []
+    _trace(q, k, v, eta, None, h0, chunk_size=16, dtype=jnp.float32)
+    assert len(spy) == 1
+    with pytest.raises(ValueError, match="dtype=bfloat16"):
+        _trace(q, k, v, eta, None, h0, chunk_size=16, dtype=jnp.bfloat16, use_kernel=True)
+    with pytest.raises(ValueError, match="dtype=bfloat16"):
+        LatticeMemory(
+            32, num_heads=2, num_slots=16, chunk_size=16, dtype=jnp.bfloat16, use_kernel=True,
+            rngs=nnx.Rngs(0),
+        )  # fmt: skip
+
+
+def test_interpret_without_the_kernel_is_an_error(spy):
+    """interpret=True asks for the kernel in the interpreter: where XLA would run instead (on
+    CPU with use_kernel=None, or use_kernel=False) it is an error, not a silent XLA run."""
+    q, k, v, eta, _, h0 = _inputs(7, t=20)
+    for use_kernel in (None, False):
+        with pytest.raises(ValueError, match="interpret=True"):
+            _trace(q, k, v, eta, None, h0, chunk_size=16, use_kernel=use_kernel, interpret=True)
+    assert spy == []
+    kw = dict(num_heads=2, num_slots=16, chunk_size=16, interpret=True, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="interpret=True"):
+        LatticeMemory(32, use_kernel=False, **kw)
+    with pytest.raises(ValueError, match="interpret=True"):
+        LatticeMemory(32, mode="exact", **kw)
+
+
+def test_config_use_kernel_reaches_the_layer():
+    """configs/mqar.py model.use_kernel -> experiments.mqar.make_model -> LatticeMemory."""
+    from configs.mqar import get_config
+    from experiments import mqar
+
+    def layers(config):
+        model = mqar.make_model(config, nnx.Rngs(0))
+        return [m for _, m in nnx.iter_graph(model) if isinstance(m, LatticeMemory)]
+
+    config = get_config("tiny")
+    assert all(layer.use_kernel is None for layer in layers(config))
+    config.model.use_kernel = True
+    found = layers(config)
+    assert found and all(layer.use_kernel is True for layer in found)
+    config.model.num_slots = 8  # not a power of two >= 16: an error naming the layer argument
+    with pytest.raises(ValueError, match="num_slots = 8"):
+        layers(config)
+
+
+@pytest.mark.parametrize("normalize, project", [(True, True), (True, False), (False, True)])
+def test_kernel_path_equals_xla_for_every_switch(normalize, project):
+    """The kernel path (its pure-JAX reference off GPU, interpret=None) equals the XLA chunk scan
+    in outputs and final memory for the switches the other tests leave out, both read-outs, a
+    ragged T and a chunk longer than T."""
+    q, k, v, eta, _, h0 = _inputs(8, t=37, d=32)
+    for readout, chunk_size in (("linear", 16), ("softmax", 16), ("linear", 64)):
+        kw = dict(chunk_size=chunk_size, normalize=normalize, project=project, readout=readout)
+        o0, h_0 = lattice_chunked(q, k, v, eta, None, h0, use_kernel=False, **kw)
+        o1, h_1 = lattice_chunked(q, k, v, eta, None, h0, use_kernel=True, **kw)
+        np.testing.assert_allclose(o1, o0, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(h_1, h_0, rtol=1e-4, atol=1e-5)
+
+
+def test_default_keeps_xla_on_several_devices_and_unverified_sizes(spy, monkeypatch):
+    """use_kernel=None takes the kernel only on one device (XLA does not partition the Pallas
+    call: a data-parallel mesh would run the whole batch on every device) and at the sizes it was
+    verified at on a GPU; use_kernel=True still runs it."""
+    q, k, v, eta, _, h0 = _inputs(7, t=20)
+    monkeypatch.setattr(lm, "_on_gpu", lambda: True)
+    monkeypatch.setattr(lm, "_device_count", lambda: 2)
+    _trace(q, k, v, eta, None, h0, chunk_size=16)
+    assert spy == []
+    assert "2 devices" in lm.auto_kernel_reason(16, 16, 16)
+    _trace(q, k, v, eta, None, h0, chunk_size=16, use_kernel=True)
+    assert len(spy) == 1
+    monkeypatch.setattr(lm, "_device_count", lambda: 1)
+    _trace(q, k, v, eta, None, h0, chunk_size=128)  # above the verified chunk size
+    assert len(spy) == 1
+    assert "chunk_size <= 64" in lm.auto_kernel_reason(128, 16, 16)
+    assert lm.auto_kernel_reason(64, 128, 128) == ""
+    _trace(q, k, v, eta, None, h0, chunk_size=16)
+    assert len(spy) == 2
