@@ -413,14 +413,8 @@ class LatticeMemory(nnx.Module):
         if use_kernel:
             if mode != "chunked":
                 raise ValueError(f"use_kernel=True needs mode='chunked', got mode={mode!r}.")
-            reason = kernel_unsupported_reason(
-                decay=decay,
-                n_refine=n_refine,
-                chunk_size=chunk_size,
-                num_slots=num_slots,
-                head_dim=self.head_dim,
-                dtype=dtype,
-            )
+            sizes = dict(chunk_size=chunk_size, num_slots=num_slots, head_dim=self.head_dim)
+            reason = kernel_unsupported_reason(decay=decay, n_refine=n_refine, dtype=dtype, **sizes)
             _resolve_kernel(use_kernel, reason.rstrip("."))
         self.use_kernel, self.interpret = use_kernel, interpret
         self.num_heads, self.num_slots, self.mode = num_heads, num_slots, mode
