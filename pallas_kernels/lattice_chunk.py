@@ -43,7 +43,20 @@ Array = jax.Array
 NORM_EPS = 1e-6  # the same epsilon as latticejax.rnn.lattice_memory.slot_norms
 
 
+# Operand dtype of the chunk's dots outside the triangular inverse (which stays float32), read
+# when a kernel or the reference is traced: float32 (tf32 tensor cores on GPU) or bfloat16 (an
+# experiment, ``lattice_chunk_bench --dot_dtypes``: half the operand bytes, twice the MMA rate,
+# bf16 rounding of every operand; see BENCHMARKS.md).
+DOT_DTYPE = jnp.float32
+
+
 def _dot(a: Array, b: Array) -> Array:
+    if DOT_DTYPE != jnp.float32:
+        a, b = a.astype(DOT_DTYPE), b.astype(DOT_DTYPE)
+    return jnp.dot(a, b, preferred_element_type=jnp.float32)
+
+
+def _dot32(a: Array, b: Array) -> Array:
     return jnp.dot(a, b, preferred_element_type=jnp.float32)
 
 
@@ -99,7 +112,7 @@ def unit_lower_inverse(n: Array, mask: Callable[[int], Array] | None = None) -> 
     mask = iota_mask(ell) if mask is None else mask
     d = jnp.where(mask(2), 1.0, 0.0).astype(jnp.float32)
     for i in range(ell.bit_length() - 1):
-        d = d - _dot(_dot(d, jnp.where(mask(3 + i), n, 0.0)), d)
+        d = d - _dot32(_dot32(d, jnp.where(mask(3 + i), n, 0.0)), d)
     return d
 
 

@@ -82,6 +82,7 @@ def check(args):
         tag = dict(section="check", backward=bw, dtype=dtype, normalize=normalize, project=project)
         try:
             lc.BACKWARD = bw
+            lc.DOT_DTYPE = jnp.dtype(args.check_dot_dtype)
             xs, (w, g) = _inputs(jax.random.key(0), b, t, h, m, d, jnp.dtype(dtype))
             kw = dict(chunk_size=ell, normalize=normalize, project=project)
 
@@ -100,6 +101,7 @@ def check(args):
                 jax.jit(jax.value_and_grad(_loss(kern, w, g), argnums=five))(*xs)
             )
             compile_s = time.perf_counter() - t0
+            lc.DOT_DTYPE = jnp.float32
             with jax.default_matmul_precision("highest"):
                 o_r, ht_r = jax.jit(ref)(*xs)
                 val_r, grads_r = jax.jit(jax.value_and_grad(_loss(ref, w, g), argnums=five))(*xs)
@@ -113,7 +115,7 @@ def check(args):
 
 
 def timing(args):
-    h, m, d, t = (2, 16, 16, args.seq) if args.dry_run else (8, 128, 128, args.seq)
+    h, m, d, t = (2, 16, 16, args.seq) if args.dry_run else (args.heads, args.m, args.m, args.seq)
     dtype = jnp.dtype(args.time_dtype)
     modes = args.modes.split(",")
     for b in (int(x) for x in args.batches.split(",")):
@@ -126,15 +128,18 @@ def timing(args):
         for ell in (int(x) for x in args.chunks.split(",")):
             variants = [("xla_reference", None)] if args.reference else []
             variants += [
-                (f"kernel_{bw}_{fwd}", int(nw))
+                (f"kernel_{bw}_{fwd}_{dd}", int(nw))
                 for bw in args.backwards.split(",")
                 for fwd in args.forwards.split(",")
                 for nw in args.warps.split(",")
+                for dd in args.dot_dtypes.split(",")
             ]
             for name, nw in variants:
+                lc.DOT_DTYPE = jnp.float32
                 if name.startswith("kernel"):
-                    _, lc.BACKWARD, fwd = name.split("_")
+                    _, lc.BACKWARD, fwd, dd = name.split("_")
                     lc.FWD_T = fwd == "t"
+                    lc.DOT_DTYPE = jnp.dtype(dd)
 
                     def fn(*a, ell=ell, nw=nw):
                         return lc.lattice_chunk_scan(
@@ -184,6 +189,12 @@ def main(argv=None):
         help="forward kernels: t (tiles held transposed, default) and/or n (not transposed)",
     )
     p.add_argument("--seq", type=int, default=8192)
+    p.add_argument("--heads", type=int, default=8)
+    p.add_argument("--m", type=int, default=128, help="slots = head size")
+    p.add_argument(
+        "--dot_dtypes", default="float32", help="time: kernel dot operand dtypes (DOT_DTYPE)"
+    )
+    p.add_argument("--check_dot_dtype", default="float32", help="check: DOT_DTYPE")
     p.add_argument("--time_dtype", default="float32")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--no_reference", dest="reference", action="store_false")

@@ -221,3 +221,15 @@ def test_sizes_checked_on_every_backend(monkeypatch):
     with pytest.raises(ValueError, match="num_warps"):
         lc.lattice_chunk_scan(r, k, v, beta, h0, chunk_size=L, num_warps=3)
     assert "chunk_size=16.0" in lc.unsupported_reason(16.0, 16, 16)
+
+
+def test_bf16_dot_operands_round_but_stay_close(monkeypatch):
+    # DOT_DTYPE (the bf16 experiment of lattice_chunk_bench --dot_dtypes) must really change the
+    # dots' operands, and only by bf16 rounding: kernel (interpreter) and reference both.
+    xs = _inputs(5)
+    o32, ht32 = _numpy_scan(*xs, True, True)
+    monkeypatch.setattr(lc, "DOT_DTYPE", jnp.bfloat16)
+    o_k, ht_k = lc.lattice_chunk_scan(*xs, chunk_size=L, interpret=True)
+    o_r, ht_r = lc.lattice_chunk_reference(*xs, chunk_size=L)
+    for o, ht in ((o_k, ht_k), (o_r, ht_r)):
+        assert 1e-4 < _rel(o, o32) < 5e-2 and _rel(ht, ht32) < 5e-2
