@@ -1,0 +1,90 @@
+"""Where a token mixer layer's train step goes: whole layer vs the layer with its sequence core
+stubbed out (Lattice memory arXiv 2504.05646 vs softmax attention), one device, one process.
+
+    python -m benchmarks.layer_budget                     # B 16, T 8192, width 1024, 8 and 16 heads
+    python -m benchmarks.layer_budget --batch=2 --seq=1024 --heads=4   # a CPU-sized smoke run
+
+For each head count: the train step (``value_and_grad`` of a scalar loss w.r.t. the parameters) of
+``LatticeMemory`` (the fused kernel on a GPU, chunk 32, m = head size) and ``SoftmaxAttention``
+(cuDNN on a GPU), then the same layers with ``lattice_chunked`` / ``jax.nn.dot_product_attention``
+replaced by an elementwise stub of the same shapes: the difference is what the recurrence (or the
+attention core) costs, the rest is projections, convolutions, norms and gates. Medians of
+``--runs`` after two warm-up calls; prints one JSON line per head count (milliseconds).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from unittest import mock
+
+import jax
+import jax.numpy as jnp
+from absl import app, flags
+from flax import nnx
+
+from latticejax.rnn import LatticeMemory, SoftmaxAttention, lattice_memory
+
+_BATCH = flags.DEFINE_integer("batch", 16, "Batch size.")
+_SEQ = flags.DEFINE_integer("seq", 8192, "Sequence length.")
+_WIDTH = flags.DEFINE_integer("width", 1024, "Model width.")
+_HEADS = flags.DEFINE_list("heads", ["8", "16"], "Head counts (Lattice m = head size).")
+_CHUNK = flags.DEFINE_integer("chunk", 32, "Lattice chunk size.")
+_RUNS = flags.DEFINE_integer("runs", 5, "Timed runs (median).")
+
+
+def train_step_ms(layer, x, runs: int) -> float:
+    graphdef, params = nnx.split(layer)
+
+    @jax.jit
+    def step(p, x):
+        def loss(p):
+            return jnp.mean(jnp.square(nnx.merge(graphdef, p)(x).astype(jnp.float32)))
+
+        return jax.value_and_grad(loss)(p)
+
+    for _ in range(2):
+        jax.block_until_ready(step(params, x))
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        jax.block_until_ready(step(params, x))
+        times.append(time.perf_counter() - t0)
+    return round(1e3 * statistics.median(times), 2)
+
+
+def _stub_scan(q, k, v, *args, **kwargs):
+    return v * q[..., :1] + k[..., :1], None
+
+
+def _stub_attention(q, k, v, **kwargs):
+    return v * q[..., :1] + k[..., :1]
+
+
+def main(argv):
+    del argv
+    on_gpu = jax.default_backend() == "gpu"
+    dtype = jnp.bfloat16 if on_gpu else jnp.float32
+    x = jax.random.normal(jax.random.key(0), (_BATCH.value, _SEQ.value, _WIDTH.value), dtype)
+    print(json.dumps(dict(device=jax.devices()[0].device_kind, shape=list(x.shape))), flush=True)
+    for heads in (int(h) for h in _HEADS.value):
+        d = _WIDTH.value // heads
+        lat = LatticeMemory(
+            _WIDTH.value, num_heads=heads, num_slots=d, chunk_size=_CHUNK.value, rngs=nnx.Rngs(0)
+        )
+        impl = "cudnn" if on_gpu else None
+        att = SoftmaxAttention(_WIDTH.value, num_heads=heads, implementation=impl, rngs=nnx.Rngs(0))
+        row = dict(heads=heads, lattice_ms=train_step_ms(lat, x, _RUNS.value))
+        row["attention_ms"] = train_step_ms(att, x, _RUNS.value)
+        with mock.patch.object(lattice_memory, "lattice_chunked", _stub_scan):
+            row["lattice_without_scan_ms"] = train_step_ms(lat, x, _RUNS.value)
+        with mock.patch.object(jax.nn, "dot_product_attention", _stub_attention):
+            row["attention_without_core_ms"] = train_step_ms(att, x, _RUNS.value)
+        row["lattice_scan_ms"] = round(row["lattice_ms"] - row["lattice_without_scan_ms"], 2)
+        row["attention_core_ms"] = round(row["attention_ms"] - row["attention_without_core_ms"], 2)
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
