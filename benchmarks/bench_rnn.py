@@ -3,7 +3,7 @@ arXiv 2412.06464; softmax attention) in one run on one device.
 
   python -m benchmarks.bench_rnn                  # accelerator sizes: width 1024, 8 heads, T 1k-16k
   python -m benchmarks.bench_rnn --quick          # CPU smoke (< 1 min)
-  python -m benchmarks.bench_rnn --dtype=bfloat16 # bf16 matmul operands in the XLA chunked forms
+  python -m benchmarks.bench_rnn --dtype=bfloat16 # bf16 matmul operands in the chunked forms
   python -m benchmarks.bench_rnn --batch=16 --mixers=lattice_kernel,lattice_chunked,attention \
       --lengths=4096,8192,16384 --nodecode      # a short GPU run: the kernel vs XLA vs attention
 
@@ -38,7 +38,9 @@ _HEADS = flags.DEFINE_integer("heads", 8, "Heads (slots per head = head size for
 _BATCH = flags.DEFINE_integer("batch", 2, "Batch size.")
 _LENGTHS = flags.DEFINE_list("lengths", ["1024", "2048", "4096", "8192", "16384"], "Seq lengths.")
 _CHUNK = flags.DEFINE_integer("chunk", 64, "Chunk size of the chunked forms.")
-_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Chunk matmul dtype.")
+_DTYPE = flags.DEFINE_enum(
+    "dtype", "float32", ["float32", "bfloat16"], "Chunk matmul operand dtype (XLA and kernel)."
+)
 _EXACT_MAX = flags.DEFINE_integer("exact_max_len", 4096, "Longest T for the exact Lattice scan.")
 MIXER_NAMES = (
     "lattice_kernel",
@@ -70,7 +72,7 @@ def _mixer(name, width, heads, chunk, dtype, on_gpu, interpret):
     lattice = dict(num_heads=heads, num_slots=d, chunk_size=chunk, rngs=rngs)
     if name == "lattice_kernel":
         # use_kernel=True: an error rather than a silent XLA fallback if the sizes do not fit.
-        return LatticeMemory(width, use_kernel=True, interpret=interpret, **lattice)
+        return LatticeMemory(width, use_kernel=True, interpret=interpret, dtype=dtype, **lattice)
     if name == "lattice_chunked":
         return LatticeMemory(width, use_kernel=False, dtype=dtype, **lattice)
     if name == "lattice_exact":
@@ -110,7 +112,8 @@ def bench(quick: bool) -> str:
     lines = [
         f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), width {width}, "
         f"heads {heads}, batch {batch}, chunk {chunk}, XLA chunk matmul dtype {_DTYPE.value}, "
-        f"activations {jnp.dtype(act_dtype).name}, lattice_kernel = {kernel_impl} (float32), "
+        f"activations {jnp.dtype(act_dtype).name}, lattice_kernel = {kernel_impl} "
+        f"({_DTYPE.value} dot operands), "
         f"median of {runs}",
         "",
         "| mixer | T | forward ms | train tokens/s | train step ms | train first call s |",

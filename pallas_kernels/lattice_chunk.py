@@ -28,6 +28,7 @@ against 19.8 / 70.2 ms for the jitted XLA reference at L = 64.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from collections.abc import Callable
@@ -44,10 +45,26 @@ NORM_EPS = 1e-6  # the same epsilon as latticejax.rnn.lattice_memory.slot_norms
 
 
 # Operand dtype of the chunk's dots outside the triangular inverse (which stays float32), read
-# when a kernel or the reference is traced: float32 (tf32 tensor cores on GPU) or bfloat16 (an
-# experiment, ``lattice_chunk_bench --dot_dtypes``: half the operand bytes, twice the MMA rate,
-# bf16 rounding of every operand; see BENCHMARKS.md).
+# while a kernel or the reference is traced; set through ``dot_operands`` (``dot_dtype`` of
+# ``lattice_chunk_scan``): float32 (tf32 tensor cores on GPU) or bfloat16 (half the operand bytes,
+# twice the MMA rate, bf16 rounding of every operand: ~18-20% faster forward + backward on H100 /
+# H200, BENCHMARKS.md).
 DOT_DTYPE = jnp.float32
+DOT_DTYPES = (jnp.float32, jnp.bfloat16)
+
+
+@contextlib.contextmanager
+def dot_operands(dtype):
+    """Traces the chunk functions with ``dtype`` dot operands (float32 or bfloat16)."""
+    global DOT_DTYPE
+    dtype = jnp.dtype(dtype)
+    if dtype not in DOT_DTYPES:
+        raise ValueError(f"dot_dtype must be float32 or bfloat16, got {dtype.name}.")
+    old, DOT_DTYPE = DOT_DTYPE, dtype
+    try:
+        yield
+    finally:
+        DOT_DTYPE = old
 
 
 def _dot(a: Array, b: Array) -> Array:
@@ -561,6 +578,7 @@ class _Config:
     num_warps: int
     backward: str = "phased"  # see BACKWARD
     save_states: bool = False  # the forward kernel also writes the chunk-start memories
+    dot_dtype: str = "float32"  # see DOT_DTYPE
 
     @property
     def switches(self) -> dict[str, bool]:
@@ -854,14 +872,16 @@ def _fwd_call(cfg: _Config, r, k, v, beta, h0, *, save_states: bool):
     if save_states:
         out_shape.append(jax.ShapeDtypeStruct((bsz, hh, n, m, d), jnp.float32))
     out_shape += [jax.ShapeDtypeStruct((bsz, hh) + sh, jnp.float32) for sh in slabs]
-    outs = pl.pallas_call(
+    call = pl.pallas_call(
         functools.partial(_fwd_kernel, cfg=cfg, n_chunks=n, slots=slots),
         grid=(bsz, hh),
         out_shape=tuple(out_shape),
         compiler_params=_params(cfg),
         interpret=cfg.interpret,
         name="lattice_chunk_fwd",
-    )(r, k, v, beta, h0, jnp.zeros((1,), jnp.int32))
+    )
+    with dot_operands(cfg.dot_dtype):  # the kernel body is traced here
+        outs = call(r, k, v, beta, h0, jnp.zeros((1,), jnp.int32))
     return outs[: 3 if save_states else 2]
 
 
@@ -877,14 +897,16 @@ def _bwd_call(cfg: _Config, r, k, v, beta, h0, hs, do, dht):
         slots, slabs = _slots(staged, cfg.chunk_size, m, d, cfg.normalize, cfg.project)
         kernel = functools.partial(_bwd_kernel, cfg=cfg, n_chunks=n, slots=slots)
         out_shape += [jax.ShapeDtypeStruct((bsz, hh) + sh, jnp.float32) for sh in slabs]
-    outs = pl.pallas_call(
+    call = pl.pallas_call(
         kernel,
         grid=(bsz, hh),
         out_shape=tuple(out_shape),
         compiler_params=_params(cfg),
         interpret=cfg.interpret,
         name="lattice_chunk_bwd",
-    )(r, k, v, beta, hs, do, dht, jnp.zeros((1,), jnp.int32))
+    )
+    with dot_operands(cfg.dot_dtype):
+        outs = call(r, k, v, beta, hs, do, dht, jnp.zeros((1,), jnp.int32))
     return (*outs[:4], outs[4].astype(h0.dtype))
 
 
@@ -940,6 +962,7 @@ def lattice_chunk_scan(
     project: bool = True,
     interpret: bool | None = None,
     num_warps: int | None = None,
+    dot_dtype=jnp.float32,
 ) -> tuple[jax.Array, jax.Array]:
     """The chunked Lattice memory scan (arXiv 2504.05646) as fused Pallas kernels.
 
@@ -961,6 +984,9 @@ def lattice_chunk_scan(
         and ``lattice_chunk_reference`` elsewhere; True the Pallas interpreter; False the compiled
         kernel (ValueError off GPU).
       num_warps: Triton warps per program (default 8; one of 1, 2, 4, 8, 16).
+      dot_dtype: operand dtype of the chunk's dots (``DOT_DTYPE``): float32 (tf32 on GPU) or
+        bfloat16 (faster, bf16 rounding); the triangular inverse, the memory and every
+        accumulation stay float32. The reference path honours it too.
     Returns:
       o (B, T, H, d) in v's dtype and the final memory hT (B, H, m, d) float32; differentiable in
       r, k, v, beta and h0 (gradients in their dtypes).
@@ -975,12 +1001,24 @@ def lattice_chunk_scan(
         num_warps = 8
     if num_warps not in (1, 2, 4, 8, 16):
         raise ValueError(f"num_warps must be one of 1, 2, 4, 8, 16, got {num_warps}.")
+    dot_dtype = jnp.dtype(dot_dtype)
+    if dot_dtype not in DOT_DTYPES:
+        raise ValueError(f"dot_dtype must be float32 or bfloat16, got {dot_dtype.name}.")
     if not _dispatch.use_kernel(interpret, _dispatch.on_gpu()):
-        o, ht = lattice_chunk_reference(
-            r, k, v, beta, h0, chunk_size=chunk_size, normalize=normalize, project=project
-        )
+        with dot_operands(dot_dtype):
+            o, ht = lattice_chunk_reference(
+                r, k, v, beta, h0, chunk_size=chunk_size, normalize=normalize, project=project
+            )
         return o.astype(v.dtype), ht
-    cfg = _Config(chunk_size, bool(normalize), bool(project), bool(interpret), num_warps, BACKWARD)
+    cfg = _Config(
+        chunk_size,
+        bool(normalize),
+        bool(project),
+        bool(interpret),
+        num_warps,
+        BACKWARD,
+        dot_dtype=dot_dtype.name,
+    )
     t = k.shape[1]
     pad = (-t) % chunk_size
     if pad:

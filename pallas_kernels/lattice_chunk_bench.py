@@ -82,13 +82,16 @@ def check(args):
         tag = dict(section="check", backward=bw, dtype=dtype, normalize=normalize, project=project)
         try:
             lc.BACKWARD = bw
-            lc.DOT_DTYPE = jnp.dtype(args.check_dot_dtype)
             xs, (w, g) = _inputs(jax.random.key(0), b, t, h, m, d, jnp.dtype(dtype))
             kw = dict(chunk_size=ell, normalize=normalize, project=project)
 
             def kern(*a, kw=kw):
                 return lc.lattice_chunk_scan(
-                    *a, interpret=args.interpret, num_warps=args.check_warps, **kw
+                    *a,
+                    interpret=args.interpret,
+                    num_warps=args.check_warps,
+                    dot_dtype=args.check_dot_dtype,
+                    **kw,
                 )
 
             def ref(*a, kw=kw):
@@ -101,7 +104,6 @@ def check(args):
                 jax.jit(jax.value_and_grad(_loss(kern, w, g), argnums=five))(*xs)
             )
             compile_s = time.perf_counter() - t0
-            lc.DOT_DTYPE = jnp.float32
             with jax.default_matmul_precision("highest"):
                 o_r, ht_r = jax.jit(ref)(*xs)
                 val_r, grads_r = jax.jit(jax.value_and_grad(_loss(ref, w, g), argnums=five))(*xs)
@@ -135,15 +137,13 @@ def timing(args):
                 for dd in args.dot_dtypes.split(",")
             ]
             for name, nw in variants:
-                lc.DOT_DTYPE = jnp.float32
                 if name.startswith("kernel"):
                     _, lc.BACKWARD, fwd, dd = name.split("_")
                     lc.FWD_T = fwd == "t"
-                    lc.DOT_DTYPE = jnp.dtype(dd)
 
-                    def fn(*a, ell=ell, nw=nw):
+                    def fn(*a, ell=ell, nw=nw, dd=dd):
                         return lc.lattice_chunk_scan(
-                            *a, chunk_size=ell, interpret=args.interpret, num_warps=nw
+                            *a, chunk_size=ell, interpret=args.interpret, num_warps=nw, dot_dtype=dd
                         )
                 else:
 
@@ -192,9 +192,9 @@ def main(argv=None):
     p.add_argument("--heads", type=int, default=8)
     p.add_argument("--m", type=int, default=128, help="slots = head size")
     p.add_argument(
-        "--dot_dtypes", default="float32", help="time: kernel dot operand dtypes (DOT_DTYPE)"
+        "--dot_dtypes", default="float32", help="time: kernel dot operand dtypes (dot_dtype)"
     )
-    p.add_argument("--check_dot_dtype", default="float32", help="check: DOT_DTYPE")
+    p.add_argument("--check_dot_dtype", default="float32", help="check: the kernel's dot_dtype")
     p.add_argument("--time_dtype", default="float32")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--no_reference", dest="reference", action="store_false")

@@ -78,13 +78,14 @@ def kernel_unsupported_reason(
     """Why the fused chunk kernel cannot run this configuration ("" when it can).
 
     The kernel (``pallas_kernels.lattice_chunk``, arXiv 2504.05646) implements ``lattice_chunked``
-    without the decay gate and without refinement passes, in float32 (``dtype=float32``), for
-    chunk sizes, slot counts m and head sizes d that are powers of two >= 16.
+    without the decay gate and without refinement passes, with float32 or bfloat16 dot operands
+    (``dtype``; its inverse, memory and sums stay float32), for chunk sizes, slot counts m and
+    head sizes d that are powers of two >= 16.
 
     Args:
       decay: whether a decay gate (``log_alpha``) is used. n_refine: refinement passes.
       chunk_size: tokens per chunk. num_slots: m. head_dim: d. dtype: the chunk matmul operand
-        dtype asked for (the kernel has only float32 operands).
+        dtype asked for (the kernel's dots take float32 or bfloat16).
     Returns:
       A message naming the argument and its value, or "".
     """
@@ -92,10 +93,10 @@ def kernel_unsupported_reason(
         return "the fused Lattice chunk kernel has no decay gate, but log_alpha (decay) was given"
     if n_refine:
         return f"the fused Lattice chunk kernel needs n_refine=0, got n_refine={n_refine}"
-    if jnp.dtype(dtype) != jnp.float32:
+    if jnp.dtype(dtype) not in (jnp.float32, jnp.bfloat16):
         return (
-            "the fused Lattice chunk kernel has float32 matmul operands only, got "
-            f"dtype={jnp.dtype(dtype).name} (the XLA chunk scan's operand dtype)"
+            "the fused Lattice chunk kernel's dots take float32 or bfloat16 operands, got "
+            f"dtype={jnp.dtype(dtype).name} (the chunk matmul operand dtype)"
         )
     from pallas_kernels import lattice_chunk
 
@@ -259,12 +260,12 @@ def lattice_chunked(
       q, k: (B, T, H, m). v: (B, T, H, d). eta: (B, T, H) > 0. log_alpha: (B, T, H) or None.
       h0: (B, H, m, d) initial memory.
       chunk_size, normalize, project, readout, n_refine: as above and in the module docstring.
-      dtype: matmul operand dtype of the XLA chunk scan (bfloat16 allowed); the state and the
-        solve stay float32. The fused kernel computes in float32 (tf32 dots on GPU), so it
-        applies only to ``dtype=float32``.
+      dtype: matmul operand dtype of the chunk scan (bfloat16 allowed); the state and the
+        solve stay float32. The fused kernel takes float32 (tf32 dots on GPU) or bfloat16
+        (its ``dot_dtype``; the triangular inverse stays float32).
       use_kernel: None runs the fused Pallas kernel ``pallas_kernels.lattice_chunk`` on a CUDA GPU
         when it applies (``kernel_unsupported_reason`` is ""; no decay, ``n_refine=0``, float32
-        ``dtype``, sizes powers of two >= 16) on one device at the GPU-verified sizes
+        or bfloat16 ``dtype``, sizes powers of two >= 16) on one device at the GPU-verified sizes
         (``auto_kernel_reason``: chunk_size <= 64, m, d <= 128), else the XLA chunk scan; True
         the kernel (a ValueError naming the reason when it does not apply); False the XLA scan.
       interpret: how the kernel runs (``pallas_kernels._dispatch`` convention): None compiled on
@@ -302,6 +303,7 @@ def lattice_chunked(
                 normalize=normalize,
                 project=project,
                 interpret=interpret,
+                dot_dtype=dtype,
             )
             return o.astype(v.dtype), h_t
     if interpret is not None:  # else a kernel test would silently compare XLA with XLA
@@ -366,11 +368,12 @@ class LatticeMemory(nnx.Module):
         normalize=False).
       eta_fn: 'sigmoid' or 'softplus' for the input-dependent step size.
       conv_size: short convolution width (0 disables it). dtype: chunk matmul operand dtype of
-        the XLA chunk scan (the fused kernel computes in float32, so it needs dtype=float32).
+        the chunk scan, float32 or bfloat16 for the fused kernel (its ``dot_dtype``; state,
+        inverse and sums stay float32), any float dtype for the XLA scan.
       use_kernel: the chunk scan's implementation (``lattice_chunked``): None the fused Pallas
-        kernel on a CUDA GPU where it applies (no decay, n_refine=0, dtype=float32, chunk_size,
-        num_slots and head size powers of two >= 16; one device, chunk_size <= 64, m, d <= 128:
-        ``auto_kernel_reason``), else XLA; True the kernel (ValueError at
+        kernel on a CUDA GPU where it applies (no decay, n_refine=0, dtype float32/bfloat16,
+        chunk_size, num_slots and head size powers of two >= 16; one device, chunk_size <= 64,
+        m, d <= 128: ``auto_kernel_reason``), else XLA; True the kernel (ValueError at
         construction when it does not apply); False XLA. interpret: the kernel's ``interpret``
         flag (None: compiled on GPU, pure-JAX reference elsewhere; True: the Pallas
         interpreter); not None needs the kernel to run (ValueError otherwise).

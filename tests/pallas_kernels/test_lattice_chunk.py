@@ -223,13 +223,30 @@ def test_sizes_checked_on_every_backend(monkeypatch):
     assert "chunk_size=16.0" in lc.unsupported_reason(16.0, 16, 16)
 
 
-def test_bf16_dot_operands_round_but_stay_close(monkeypatch):
-    # DOT_DTYPE (the bf16 experiment of lattice_chunk_bench --dot_dtypes) must really change the
-    # dots' operands, and only by bf16 rounding: kernel (interpreter) and reference both.
+def test_bf16_dot_operands_round_but_stay_close():
+    # dot_dtype=bfloat16 must really change the dots' operands, and only by bf16 rounding:
+    # kernel (interpreter) and reference both, outputs and gradients.
     xs = _inputs(5)
     o32, ht32 = _numpy_scan(*xs, True, True)
-    monkeypatch.setattr(lc, "DOT_DTYPE", jnp.bfloat16)
-    o_k, ht_k = lc.lattice_chunk_scan(*xs, chunk_size=L, interpret=True)
-    o_r, ht_r = lc.lattice_chunk_reference(*xs, chunk_size=L)
-    for o, ht in ((o_k, ht_k), (o_r, ht_r)):
+    kw = dict(chunk_size=L, dot_dtype=jnp.bfloat16)
+    o_k, ht_k = lc.lattice_chunk_scan(*xs, interpret=True, **kw)
+    o_r, ht_r = lc.lattice_chunk_reference(*xs, chunk_size=L)  # float32 dots
+    with lc.dot_operands(jnp.bfloat16):
+        o_b, ht_b = lc.lattice_chunk_reference(*xs, chunk_size=L)
+    for o, ht in ((o_k, ht_k), (o_b, ht_b)):
         assert 1e-4 < _rel(o, o32) < 5e-2 and _rel(ht, ht32) < 5e-2
+    assert _rel(o_r, o32) < 1e-5 and lc.DOT_DTYPE == jnp.float32  # the context restored it
+
+    def loss(fn, *a):
+        o, ht = fn(*a)
+        return jnp.sum(o * xs[2]) + jnp.sum(ht)
+
+    five = (1, 2, 3, 4, 5)
+    g_k = jax.grad(loss, argnums=five)(
+        lambda *a: lc.lattice_chunk_scan(*a, interpret=True, **kw), *xs
+    )
+    g_r = jax.grad(loss, argnums=five)(lambda *a: lc.lattice_chunk_reference(*a, chunk_size=L), *xs)
+    for a, b in zip(g_k, g_r):
+        assert 1e-5 < _rel(a, b) < 5e-2
+    with pytest.raises(ValueError, match="dot_dtype must be float32 or bfloat16, got float16"):
+        lc.lattice_chunk_scan(*xs, chunk_size=L, dot_dtype=jnp.float16)

@@ -156,23 +156,41 @@ def test_kernel_equals_xla_softmax_readout_without_projection(spy):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
 
 
-def test_bf16_dtype_is_not_silently_dropped_by_the_kernel(spy, monkeypatch):
-    """The kernel has float32 operands only: dtype=bfloat16 keeps the XLA chunk scan (None) or
-    is an error naming dtype (True), never a silent float32 kernel run."""
+def test_dtype_reaches_the_kernel_as_its_dot_dtype(spy, monkeypatch):
+    """dtype=bfloat16 runs the kernel with bf16 dot operands (never a silent float32 kernel
+    run); a dtype its dots do not take keeps XLA (None) or is an error naming dtype (True)."""
     q, k, v, eta, _, h0 = _inputs(6, t=20)
     monkeypatch.setattr(lm, "_on_gpu", lambda: True)
     monkeypatch.setattr(lm, "_device_count", lambda: 1)  # CI has 8 host devices
-    _trace(q, k, v, eta, None, h0, chunk_size=16, dtype=jnp.bfloat16)
+    for dtype in (jnp.bfloat16, jnp.float32):
+        _trace(q, k, v, eta, None, h0, chunk_size=16, dtype=dtype)
+        assert jnp.dtype(spy.pop()["dot_dtype"]) == dtype
+    _trace(q, k, v, eta, None, h0, chunk_size=16, dtype=jnp.float16)
     assert spy == []
-    _trace(q, k, v, eta, None, h0, chunk_size=16, dtype=jnp.float32)
-    assert len(spy) == 1
-    with pytest.raises(ValueError, match="dtype=bfloat16"):
-        _trace(q, k, v, eta, None, h0, chunk_size=16, dtype=jnp.bfloat16, use_kernel=True)
-    with pytest.raises(ValueError, match="dtype=bfloat16"):
+    with pytest.raises(ValueError, match="dtype=float16"):
+        _trace(q, k, v, eta, None, h0, chunk_size=16, dtype=jnp.float16, use_kernel=True)
+    with pytest.raises(ValueError, match="dtype=float16"):
         LatticeMemory(
-            32, num_heads=2, num_slots=16, chunk_size=16, dtype=jnp.bfloat16, use_kernel=True,
+            32, num_heads=2, num_slots=16, chunk_size=16, dtype=jnp.float16, use_kernel=True,
             rngs=nnx.Rngs(0),
         )  # fmt: skip
+
+
+def test_bf16_kernel_matches_the_bf16_xla_scan():
+    """The kernel's bf16 dots (interpreter) against the XLA scan with bf16 operands and float32:
+    both bf16 forms sit at bf16 rounding distance from float32 and from each other."""
+    q, k, v, eta, _, h0 = _inputs(8, t=40)
+    kw = dict(chunk_size=16)
+    o32, _ = lattice_chunked(q, k, v, eta, None, h0, use_kernel=False, **kw)
+    o_x, _ = lattice_chunked(q, k, v, eta, None, h0, use_kernel=False, dtype=jnp.bfloat16, **kw)
+    o_k, _ = lattice_chunked(
+        q, k, v, eta, None, h0, use_kernel=True, interpret=True, dtype=jnp.bfloat16, **kw
+    )
+    scale = float(jnp.max(jnp.abs(o32)))
+    for o in (o_x, o_k):
+        err = float(jnp.max(jnp.abs(o - o32))) / scale
+        assert 1e-5 < err < 3e-2
+    assert float(jnp.max(jnp.abs(o_k - o_x))) / scale < 3e-2
 
 
 def test_interpret_without_the_kernel_is_an_error(spy):
