@@ -9,7 +9,8 @@ For each head count: the train step (``value_and_grad`` of a scalar loss w.r.t. 
 (cuDNN on a GPU), then the same layers with ``lattice_chunked`` / ``jax.nn.dot_product_attention``
 replaced by an elementwise stub of the same shapes: the difference is what the recurrence (or the
 attention core) costs, the rest is projections, convolutions, norms and gates. Medians of
-``--runs`` after two warm-up calls; prints one JSON line per head count (milliseconds).
+``--runs`` after two warm-up calls; prints one JSON line per head count (milliseconds), with
+``lattice_scan`` naming the scan that ran ("kernel", or "xla (why)": e.g. head size > 128).
 """
 
 from __future__ import annotations
@@ -54,6 +55,18 @@ def train_step_ms(layer, x, runs: int) -> float:
     return round(1e3 * statistics.median(times), 2)
 
 
+def lattice_scan_impl(on_gpu: bool, chunk_size: int, head_dim: int) -> str:
+    """Which chunk scan ``LatticeMemory(use_kernel=None)`` runs here (m = d = ``head_dim``):
+    "kernel", or "xla (why)" when it falls back (off GPU, sizes beyond the GPU-verified ones,
+    several devices), so that a row never silently times the XLA scan as the kernel."""
+    if not on_gpu:
+        return "xla (not a GPU)"
+    why = lattice_memory.kernel_unsupported_reason(
+        decay=False, n_refine=0, chunk_size=chunk_size, num_slots=head_dim, head_dim=head_dim
+    ) or lattice_memory.auto_kernel_reason(chunk_size, head_dim, head_dim)
+    return f"xla ({why})" if why else "kernel"
+
+
 def _stub_scan(q, k, v, *args, **kwargs):
     return v * q[..., :1] + k[..., :1], None
 
@@ -75,7 +88,8 @@ def main(argv):
         )
         impl = "cudnn" if on_gpu else None
         att = SoftmaxAttention(_WIDTH.value, num_heads=heads, implementation=impl, rngs=nnx.Rngs(0))
-        row = dict(heads=heads, lattice_ms=train_step_ms(lat, x, _RUNS.value))
+        row = dict(heads=heads, lattice_scan=lattice_scan_impl(on_gpu, _CHUNK.value, d))
+        row["lattice_ms"] = train_step_ms(lat, x, _RUNS.value)
         row["attention_ms"] = train_step_ms(att, x, _RUNS.value)
         with mock.patch.object(lattice_memory, "lattice_chunked", _stub_scan):
             row["lattice_without_scan_ms"] = train_step_ms(lat, x, _RUNS.value)

@@ -32,6 +32,14 @@ import jax.numpy as jnp
 from jax.profiler import ProfileData
 
 CASES = ("glvq", "bf16", "dequant")
+L2_BYTES = 50 * 2**20  # H100 (H200: 60 MB)
+
+
+def default_sets(case: str, k: int, n: int, bits: int) -> int:
+    """Rotated input sets (4 to 16) whose weights together take 3x ``L2_BYTES`` (or the 16 sets'
+    bytes), so that no call finds its weight in L2 (bf16: k*n*2 bytes; else k*n*bits/8)."""
+    nbytes = k * n * 2 if case == "bf16" else k * n * bits // 8
+    return max(4, min(16, -(-3 * L2_BYTES // max(nbytes, 1))))
 
 
 def _inputs(case, k, n, bits, m, sets, group_out, block_sizes=None):
@@ -68,10 +76,12 @@ def device_kernels(trace_dir: str) -> list[tuple[str, int, int]]:
     return out
 
 
-def measure(case, shape, bits, batch, sets=4, group_out=2048, block_sizes=None) -> dict:
+def measure(case, shape, bits, batch, sets=None, group_out=2048, block_sizes=None) -> dict:
     """One case: device microseconds per call, back-to-back span per call, per-kernel means.
+    ``sets``: rotated input sets = profiled calls (None: ``default_sets``, weights beyond L2).
     ``block_sizes``: the ``lattice_matmul`` tiling of a "glvq" case (None: the default)."""
     k, n = (int(v) for v in shape.split("x"))
+    sets = sets or default_sets(case, k, n, bits)
     fn, args = _inputs(case, k, n, bits, batch, sets, group_out, block_sizes)
     for a in args:  # compile + warm-up, not traced
         jax.block_until_ready(fn(*a))
@@ -111,7 +121,9 @@ def main(argv=None):
     ap.add_argument("--bits", default="2,4")
     ap.add_argument("--batches", default="1,16")
     ap.add_argument("--cases", default="glvq,bf16")
-    ap.add_argument("--sets", type=int, default=4, help="rotated input sets = profiled calls")
+    ap.add_argument(
+        "--sets", type=int, default=0, help="rotated input sets = profiled calls (0: > 3x L2)"
+    )
     ap.add_argument("--group_out", type=int, default=2048)
     ap.add_argument(
         "--variants",

@@ -53,13 +53,30 @@ DOT_DTYPE = jnp.float32
 DOT_DTYPES = (jnp.float32, jnp.bfloat16)
 
 
+def _check_dot_dtype(dtype):
+    """``dtype`` (a dtype or its name) as a numpy dtype if float32 or bfloat16, else ValueError."""
+    try:
+        got = jnp.dtype(dtype)
+    except TypeError:  # an unknown name such as "bf16"
+        got = None
+    if got not in DOT_DTYPES:
+        name = got.name if got is not None else repr(dtype)
+        raise ValueError(f"dot_dtype must be float32 or bfloat16, got {name}.")
+    return got
+
+
+def _current_dot_dtype() -> str:
+    return jnp.dtype(DOT_DTYPE).name
+
+
 @contextlib.contextmanager
 def dot_operands(dtype):
-    """Traces the chunk functions with ``dtype`` dot operands (float32 or bfloat16)."""
+    """Traces the chunk functions with ``dtype`` dot operands (float32 or bfloat16, a dtype or
+    its name). Read when a function is traced: a ``jax.jit`` of a caller keeps the dtype its
+    first trace saw (``lattice_chunk_scan(dot_dtype=...)`` sets it for its own trace, backward
+    included)."""
     global DOT_DTYPE
-    dtype = jnp.dtype(dtype)
-    if dtype not in DOT_DTYPES:
-        raise ValueError(f"dot_dtype must be float32 or bfloat16, got {dtype.name}.")
+    dtype = _check_dot_dtype(dtype)
     old, DOT_DTYPE = DOT_DTYPE, dtype
     try:
         yield
@@ -133,48 +150,64 @@ def unit_lower_inverse(n: Array, mask: Callable[[int], Array] | None = None) -> 
     return d
 
 
-@jax.custom_vjp
 def unit_lower_solve(n: Array, b: Array) -> Array:
-    """x = ``(I + n)^-1 b`` for strictly lower n (L, L) and b (L, D), float32."""
-    return _dot(unit_lower_inverse(n), b)
+    """x = ``(I + n)^-1 b`` for strictly lower n (L, L) and b (L, D), float32; its dots and
+    its VJP's take the ``DOT_DTYPE`` in force at this call. arXiv 2504.05646."""
+    return _unit_lower_solve(_current_dot_dtype(), n, b)
 
 
-def _solve_fwd(n, b):
-    t = unit_lower_inverse(n)
-    x = _dot(t, b)
+# The dot dtype travels as a static argument: a custom_vjp's backward is traced when the
+# cotangents arrive (after ``dot_operands`` has exited, e.g. under jax.grad), not with the forward.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _unit_lower_solve(dot_dtype: str, n: Array, b: Array) -> Array:
+    with dot_operands(dot_dtype):
+        return _dot(unit_lower_inverse(n), b)
+
+
+def _solve_fwd(dot_dtype, n, b):
+    with dot_operands(dot_dtype):
+        t = unit_lower_inverse(n)
+        x = _dot(t, b)
     return x, (t, x)
 
 
-def _solve_bwd(res, dx):
+def _solve_bwd(dot_dtype, res, dx):
     t, x = res
-    db = _dot(t.T, dx)  # M^-T dx
-    row, col = _iota2(t.shape[0])
-    dn = jnp.where(row > col, -_dot(db, x.T), 0.0)  # dM = -db x^T on n's support
+    with dot_operands(dot_dtype):
+        db = _dot(t.T, dx)  # M^-T dx
+        row, col = _iota2(t.shape[0])
+        dn = jnp.where(row > col, -_dot(db, x.T), 0.0)  # dM = -db x^T on n's support
     return dn, db
 
 
-unit_lower_solve.defvjp(_solve_fwd, _solve_bwd)
+_unit_lower_solve.defvjp(_solve_fwd, _solve_bwd)
 
 
-@jax.custom_vjp
 def _solve_with(n: Array, t: Array, b: Array) -> Array:
     """``t b`` for t = ``unit_lower_inverse(n)`` computed by the caller (early, when few tiles are
     live), with ``unit_lower_solve``'s VJP; t itself gets no cotangent, so no backward runs
     through the doubling steps."""
-    return _dot(t, b)
+    return _solve_with_dt(_current_dot_dtype(), n, t, b)
 
 
-def _solve_with_fwd(n, t, b):
-    x = _dot(t, b)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _solve_with_dt(dot_dtype: str, n: Array, t: Array, b: Array) -> Array:
+    with dot_operands(dot_dtype):
+        return _dot(t, b)
+
+
+def _solve_with_fwd(dot_dtype, n, t, b):
+    with dot_operands(dot_dtype):
+        x = _dot(t, b)
     return x, (t, x)
 
 
-def _solve_with_bwd(res, dx):
-    dn, db = _solve_bwd(res, dx)
+def _solve_with_bwd(dot_dtype, res, dx):
+    dn, db = _solve_bwd(dot_dtype, res, dx)
     return dn, None, db
 
 
-_solve_with.defvjp(_solve_with_fwd, _solve_with_bwd)
+_solve_with_dt.defvjp(_solve_with_fwd, _solve_with_bwd)
 
 
 def chunk_fwd(
@@ -514,7 +547,8 @@ def lattice_chunk_reference(
 
     Args:
       r, k: (B, T, H, m). v: (B, T, H, d). beta: (B, T, H). h0: (B, H, m, d). Any float dtype;
-        computed in float32. T is zero-padded to a multiple of ``chunk_size`` (beta = 0 there).
+        computed in float32 (dots outside the inverse: ``DOT_DTYPE`` operands, ``dot_operands``).
+        T is zero-padded to a multiple of ``chunk_size`` (beta = 0 there).
     Returns:
       o (B, T, H, d) float32 and the final memory (B, H, m, d) float32.
     """
@@ -984,9 +1018,11 @@ def lattice_chunk_scan(
         and ``lattice_chunk_reference`` elsewhere; True the Pallas interpreter; False the compiled
         kernel (ValueError off GPU).
       num_warps: Triton warps per program (default 8; one of 1, 2, 4, 8, 16).
-      dot_dtype: operand dtype of the chunk's dots (``DOT_DTYPE``): float32 (tf32 on GPU) or
-        bfloat16 (faster, bf16 rounding); the triangular inverse, the memory and every
-        accumulation stay float32. The reference path honours it too.
+      dot_dtype: operand dtype of the chunk's dots (``DOT_DTYPE``; a dtype or its name):
+        float32 (tf32 on GPU) or bfloat16 (faster, bf16 rounding). The triangular inverse is
+        formed in float32 (its product with the right-hand side takes ``dot_dtype`` operands like
+        every other dot); the memory and every accumulation stay float32. The reference path
+        honours it too, in its backward as well.
     Returns:
       o (B, T, H, d) in v's dtype and the final memory hT (B, H, m, d) float32; differentiable in
       r, k, v, beta and h0 (gradients in their dtypes).
@@ -1001,9 +1037,7 @@ def lattice_chunk_scan(
         num_warps = 8
     if num_warps not in (1, 2, 4, 8, 16):
         raise ValueError(f"num_warps must be one of 1, 2, 4, 8, 16, got {num_warps}.")
-    dot_dtype = jnp.dtype(dot_dtype)
-    if dot_dtype not in DOT_DTYPES:
-        raise ValueError(f"dot_dtype must be float32 or bfloat16, got {dot_dtype.name}.")
+    dot_dtype = _check_dot_dtype(dot_dtype)
     if not _dispatch.use_kernel(interpret, _dispatch.on_gpu()):
         with dot_operands(dot_dtype):
             o, ht = lattice_chunk_reference(

@@ -79,8 +79,8 @@ def kernel_unsupported_reason(
 
     The kernel (``pallas_kernels.lattice_chunk``, arXiv 2504.05646) implements ``lattice_chunked``
     without the decay gate and without refinement passes, with float32 or bfloat16 dot operands
-    (``dtype``; its inverse, memory and sums stay float32), for chunk sizes, slot counts m and
-    head sizes d that are powers of two >= 16.
+    (``dtype``; its inverse is formed, and its memory and sums kept, in float32), for chunk
+    sizes, slot counts m and head sizes d that are powers of two >= 16.
 
     Args:
       decay: whether a decay gate (``log_alpha``) is used. n_refine: refinement passes.
@@ -261,8 +261,9 @@ def lattice_chunked(
       h0: (B, H, m, d) initial memory.
       chunk_size, normalize, project, readout, n_refine: as above and in the module docstring.
       dtype: matmul operand dtype of the chunk scan (bfloat16 allowed); the state and the
-        solve stay float32. The fused kernel takes float32 (tf32 dots on GPU) or bfloat16
-        (its ``dot_dtype``; the triangular inverse stays float32).
+        solve stay float32 in the XLA scan. The fused kernel takes float32 (tf32 dots on GPU) or
+        bfloat16 (its ``dot_dtype``: the triangular inverse is formed in float32, then applied
+        with bf16 operands like the other dots).
       use_kernel: None runs the fused Pallas kernel ``pallas_kernels.lattice_chunk`` on a CUDA GPU
         when it applies (``kernel_unsupported_reason`` is ""; no decay, ``n_refine=0``, float32
         or bfloat16 ``dtype``, sizes powers of two >= 16) on one device at the GPU-verified sizes

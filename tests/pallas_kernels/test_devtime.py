@@ -34,3 +34,26 @@ def test_device_kernels_reads_the_trace_or_names_the_missing_gpu():
         else:
             with pytest.raises(RuntimeError, match="no GPU stream events"):
                 devtime.device_kernels(d)
+
+
+def test_measure_rotates_enough_weights_to_miss_l2(monkeypatch):
+    # 4 sets of a 4096^2 2-bit weight (16 MiB) would stay in an H100's 50 MB L2: every profiled
+    # call would then read its weight from L2 and the device time would look too fast.
+    seen = []
+
+    def spy(case, k, n, bits, m, sets, *args):
+        seen.append((case, k * n * (2 if case == "bf16" else bits / 8), sets))
+        raise StopIteration
+
+    monkeypatch.setattr(devtime, "_inputs", spy)
+    for case, bits in (("glvq", 2), ("glvq", 4), ("bf16", 16)):
+        with pytest.raises(StopIteration):
+            devtime.measure(case, "4096x4096", bits, 1)
+    with pytest.raises(StopIteration):
+        devtime.measure("glvq", "8192x28672", 2, 1)
+    assert len(seen) == 4
+    for case, nbytes, sets in seen:
+        assert 4 <= sets <= 16 and sets * nbytes > devtime.L2_BYTES, (case, nbytes, sets)
+    with pytest.raises(StopIteration):
+        devtime.measure("glvq", "4096x4096", 2, 1, sets=3)
+    assert seen[-1][2] == 3  # an explicit count is kept

@@ -250,3 +250,34 @@ def test_bf16_dot_operands_round_but_stay_close():
         assert 1e-5 < _rel(a, b) < 5e-2
     with pytest.raises(ValueError, match="dot_dtype must be float32 or bfloat16, got float16"):
         lc.lattice_chunk_scan(*xs, chunk_size=L, dot_dtype=jnp.float16)
+
+
+def test_dot_dtype_of_the_call_reaches_the_reference_backward():
+    # jax.grad traces the solve's custom_vjp backward after lattice_chunk_scan has returned, i.e.
+    # outside its dot_operands context: its dots must take the call's dot_dtype, not whatever the
+    # global DOT_DTYPE is then (the reference path: off GPU with interpret=None).
+    r, k, v, beta, h0 = _inputs(9)
+
+    def grads(fn):
+        def loss(k, v):
+            o, ht = fn(r, k, v, beta, h0)
+            return jnp.sum(o * v) + jnp.sum(ht)
+
+        return jax.grad(loss, argnums=(0, 1))(k, v)
+
+    def scan(dot_dtype):
+        return lambda *a: lc.lattice_chunk_scan(*a, chunk_size=L, dot_dtype=dot_dtype)
+
+    def reference(*a):
+        return lc.lattice_chunk_reference(*a, chunk_size=L)
+
+    with lc.dot_operands(jnp.bfloat16):  # forward and backward traced inside: all bf16 dots
+        want_bf16 = grads(reference)
+        got_f32 = grads(scan(jnp.float32))  # float32 asked inside a caller's bf16 context
+    want_f32 = grads(reference)
+    got_bf16 = grads(scan("bfloat16"))  # a dtype name is accepted too
+    for got, want in zip(got_bf16 + got_f32, want_bf16 + want_f32):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    assert 1e-5 < _rel(want_bf16[0], want_f32[0]) < 5e-2  # the two really differ
+    with pytest.raises(ValueError, match="dot_dtype must be float32 or bfloat16, got 'bf16'"):
+        lc.lattice_chunk_scan(r, k, v, beta, h0, chunk_size=L, dot_dtype="bf16")

@@ -60,6 +60,16 @@ CASES = [
     ((20,), 264, 48, 2, 48, jnp.bfloat16, lm.BlockSizes("dot2", 16, 16, 16, 2, atomic=True)),
     ((1,), 264, 48, 4, 16, jnp.float32, FUSED(16, 8, 3, atomic=True, prefetch=True)),
     ((2,), 200, 32, 2, 32, jnp.bfloat16, FUSED(16, 4, 1, prefetch=True, fused_tile="dk")),
+    # the batch-1 4-bit default at large shapes: one Pallas prologue launch, prefetched tiles
+    (
+        (1,),
+        264,
+        64,
+        4,
+        32,
+        jnp.bfloat16,
+        lm.BlockSizes("fma2b", 32, 8, 16, 1, prologue="pallas", prefetch=1),
+    ),
 ]
 
 
@@ -127,6 +137,9 @@ def test_default_block_sizes_are_valid():
             assert (bs.mode == "fma2b") == half2
             for cand in lm._candidates(m, k, n, bits, go):
                 assert lm._valid(cand, m, n, go, kw, bits), (m, k, n, bits, cand)
+            # prologues that gather generator rows need a power-of-two group_dim (_glvq_call)
+            odd = lm.default_block_sizes(m, k, n, bits, go, group_dim=24)
+            assert odd.prologue == "xla" and lm._valid(odd, m, n, go, kw, bits), odd
 
 
 def test_decode_field_exact():
