@@ -11,12 +11,16 @@ replaced by an elementwise stub of the same shapes: the difference is what the r
 attention core) costs, the rest is projections, convolutions, norms and gates. Medians of
 ``--runs`` after two warm-up calls; prints one JSON line per head count (milliseconds), with
 ``lattice_scan`` naming the scan that ran ("kernel", or "xla (why)": e.g. head size > 128).
+``--kernels=N`` (GPU) adds, for the stubbed layers, the device time of one train step and its N
+costliest kernels (``pallas_kernels.devtime``'s profiler-trace reading).
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import statistics
+import tempfile
 import time
 from unittest import mock
 
@@ -33,9 +37,12 @@ _WIDTH = flags.DEFINE_integer("width", 1024, "Model width.")
 _HEADS = flags.DEFINE_list("heads", ["8", "16"], "Head counts (Lattice m = head size).")
 _CHUNK = flags.DEFINE_integer("chunk", 32, "Lattice chunk size.")
 _RUNS = flags.DEFINE_integer("runs", 5, "Timed runs (median).")
+_KERNELS = flags.DEFINE_integer(
+    "kernels", 0, "GPU: also list the N costliest kernels of each stubbed layer's train step."
+)
 
 
-def train_step_ms(layer, x, runs: int) -> float:
+def _train_step(layer):
     graphdef, params = nnx.split(layer)
 
     @jax.jit
@@ -45,6 +52,11 @@ def train_step_ms(layer, x, runs: int) -> float:
 
         return jax.value_and_grad(loss)(p)
 
+    return step, params
+
+
+def train_step_ms(layer, x, runs: int) -> float:
+    step, params = _train_step(layer)
     for _ in range(2):
         jax.block_until_ready(step(params, x))
     times = []
@@ -53,6 +65,27 @@ def train_step_ms(layer, x, runs: int) -> float:
         jax.block_until_ready(step(params, x))
         times.append(time.perf_counter() - t0)
     return round(1e3 * statistics.median(times), 2)
+
+
+def top_kernels(layer, x, top: int) -> dict:
+    """GPU: device milliseconds of one train step (summed kernel records of a profiler trace,
+    ``pallas_kernels.devtime``), the kernel count and the ``top`` costliest kernels by name."""
+    from pallas_kernels import devtime
+
+    step, params = _train_step(layer)
+    jax.block_until_ready(step(params, x))
+    with tempfile.TemporaryDirectory() as d:
+        with jax.profiler.trace(d):
+            jax.block_until_ready(step(params, x))
+        kernels = devtime.device_kernels(d)
+    per = collections.Counter()
+    for name, _, ns in kernels:
+        per[name[:60]] += ns
+    return dict(
+        device_ms=round(sum(per.values()) / 1e6, 2),
+        launches=len(kernels),
+        top={name: round(ns / 1e6, 3) for name, ns in per.most_common(top)},
+    )
 
 
 def lattice_scan_impl(on_gpu: bool, chunk_size: int, head_dim: int) -> str:
@@ -98,6 +131,12 @@ def main(argv):
         row["lattice_scan_ms"] = round(row["lattice_ms"] - row["lattice_without_scan_ms"], 2)
         row["attention_core_ms"] = round(row["attention_ms"] - row["attention_without_core_ms"], 2)
         print(json.dumps(row), flush=True)
+        if _KERNELS.value and on_gpu:
+            with mock.patch.object(lattice_memory, "lattice_chunked", _stub_scan):
+                lk = top_kernels(lat, x, _KERNELS.value)
+            with mock.patch.object(jax.nn, "dot_product_attention", _stub_attention):
+                ak = top_kernels(att, x, _KERNELS.value)
+            print(json.dumps(dict(heads=heads, lattice_without_scan=lk, attention_without_core=ak)))
 
 
 if __name__ == "__main__":
