@@ -659,10 +659,10 @@ def default_block_sizes(
         # word tile prefetched; 2-bit small with the prologue fused into the kernel (no
         # prologue launch) and 2-step prefetched programs. Session 5 (device time of every
         # kernel of the call, ``pallas_kernels.devtime``): 4-bit large and 2-bit K*N > 2^25
-        # shapes (measured at 8192x28672 only) take the one-launch Pallas prologue where
-        # group_dim is a power of two, and 2-bit then sums its split-K partials in one XLA
-        # reduction rather than atomically (a zero-fill and a convert launch fewer): 3 launches
-        # a call, 4-bit 2.
+        # shapes (measured at 8192x28672, 8192x8192, 4096x14336) take the one-launch Pallas
+        # prologue where group_dim is a power of two, and 2-bit then sums its split-K partials
+        # in one XLA reduction rather than atomically (a zero-fill and a convert launch fewer):
+        # 3 launches a call, 4-bit 2.
         if bits == 4 and group_out % 32 == 0:
             pro = "pallas" if large and group_dim & (group_dim - 1) == 0 else "xla"
             return BlockSizes("fma2b", 32, 32, split_k=1, num_warps=4, prefetch=1, prologue=pro)
