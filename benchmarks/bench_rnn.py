@@ -21,7 +21,6 @@ elsewhere). The first-call column is compile + one run (seconds).
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import jax
@@ -29,6 +28,7 @@ import jax.numpy as jnp
 from absl import app, flags
 from flax import nnx
 
+from benchmarks._timing import median_seconds, train_step
 from latticejax.rnn import GatedDeltaNet, LatticeMemory, SoftmaxAttention
 
 _QUICK = flags.DEFINE_bool("quick", False, "Small CPU-sized run (< 1 min).")
@@ -54,16 +54,6 @@ _INTERPRET = flags.DEFINE_bool(
     "interpret", False, "Off GPU: run lattice_kernel in the Pallas interpreter (not the reference)."
 )
 _DECODE = flags.DEFINE_bool("decode", True, "Also time decoding (step) per context length.")
-
-
-def _median_time(fn, *args, runs: int) -> float:
-    jax.block_until_ready(fn(*args))  # compile + warm-up
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _mixer(name, width, heads, chunk, dtype, on_gpu, interpret):
@@ -127,23 +117,17 @@ def bench(quick: bool) -> str:
         def fwd(params, x, graphdef=graphdef):
             return nnx.merge(graphdef, params)(x)
 
-        @jax.jit
-        def train(params, x, graphdef=graphdef):
-            def loss(p):
-                y = nnx.merge(graphdef, p)(x)
-                return jnp.mean(jnp.square(y.astype(jnp.float32)))
-
-            return jax.value_and_grad(loss)(params)
+        train, _ = train_step(layer)
 
         for t in lengths:
             if name == "lattice_exact" and t > exact_max:
                 continue
             x = jax.random.normal(jax.random.key(t), (batch, t, width), act_dtype)
-            f_ms = 1e3 * _median_time(fwd, params, x, runs=runs)
+            f_ms = 1e3 * median_seconds(fwd, params, x, runs=runs)
             t0 = time.perf_counter()
             jax.block_until_ready(train(params, x))
             first = time.perf_counter() - t0
-            s = _median_time(train, params, x, runs=runs)
+            s = median_seconds(train, params, x, runs=runs)
             results[(name, t)] = s
             lines.append(
                 f"| {name} | {t} | {f_ms:.2f} | {batch * t / s:,.0f} | {1e3 * s:.2f} | "
@@ -189,7 +173,7 @@ def bench(quick: bool) -> str:
             if name == "attention":
                 state = dict(state, pos=jnp.asarray(ctx, jnp.int32))
             x_t = jax.random.normal(jax.random.key(1), (batch, width), act_dtype)
-            ms = 1e3 * _median_time(decode, params, state, x_t, runs=max(runs, 5))
+            ms = 1e3 * median_seconds(decode, params, state, x_t, runs=max(runs, 5))
             lines.append(f"| {name} | {ctx} | {ms:.3f} |")
     return "\n".join(lines)
 

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import collections
 import json
-import statistics
 import tempfile
-import time
 from unittest import mock
 
 import jax
@@ -29,6 +27,7 @@ import jax.numpy as jnp
 from absl import app, flags
 from flax import nnx
 
+from benchmarks._timing import median_seconds, train_step
 from latticejax.rnn import LatticeMemory, SoftmaxAttention, lattice_memory
 
 _BATCH = flags.DEFINE_integer("batch", 16, "Batch size.")
@@ -42,29 +41,9 @@ _KERNELS = flags.DEFINE_integer(
 )
 
 
-def _train_step(layer):
-    graphdef, params = nnx.split(layer)
-
-    @jax.jit
-    def step(p, x):
-        def loss(p):
-            return jnp.mean(jnp.square(nnx.merge(graphdef, p)(x).astype(jnp.float32)))
-
-        return jax.value_and_grad(loss)(p)
-
-    return step, params
-
-
 def train_step_ms(layer, x, runs: int) -> float:
-    step, params = _train_step(layer)
-    for _ in range(2):
-        jax.block_until_ready(step(params, x))
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        jax.block_until_ready(step(params, x))
-        times.append(time.perf_counter() - t0)
-    return round(1e3 * statistics.median(times), 2)
+    step, params = train_step(layer)
+    return round(1e3 * median_seconds(step, params, x, runs=runs, warmup=2), 2)
 
 
 def top_kernels(layer, x, top: int) -> dict:
@@ -72,7 +51,7 @@ def top_kernels(layer, x, top: int) -> dict:
     ``pallas_kernels.devtime``), the kernel count and the ``top`` costliest kernels by name."""
     from pallas_kernels import devtime
 
-    step, params = _train_step(layer)
+    step, params = train_step(layer)
     jax.block_until_ready(step(params, x))
     with tempfile.TemporaryDirectory() as d:
         with jax.profiler.trace(d):
