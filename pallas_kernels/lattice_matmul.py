@@ -25,6 +25,14 @@ Kernel bodies (chosen per shape by ``BlockSizes.mode``):
     float16 overflow and float16 sums never run long). The offset sums are taken in the kernel;
     the prologue (xt, scales, float16 pairs) is XLA ops or one small Pallas launch (measured
     equal at batch 1, ``BlockSizes.prologue``).
+  * ``"idp2"``: batch <= 2, 2 and 4 bits -- integer dot products: the prologue rounds xt to
+    int16 with one power-of-two scale per (group, row, ``idp_scale_rows`` word rows; error a
+    2^-15 fraction of the block's largest value) and packs pairs (``block_int16_pairs``); in the
+    kernel ``(w >> b*j) & mask`` puts four codes in the four bytes of a register, and
+    ``dp2a.lo`` / ``dp2a.hi`` multiply two of them each with an int16 pair into an int32 sum
+    (``idp2_word``): per 4 codes a shift, an and and two dp2a, no int->float conversion, and the
+    sums are exact (the code offset ``2^(b-1) sum xq`` is subtracted in integers). About 8x
+    more accurate than ``"fma2b"`` and the default for large shapes (session 6).
   * ``"dot"`` / ``"dott"``: tensor-core ``dot`` of an xt tile with decoded codes (batch >= 3).
   * ``"dot2"``: ``"dot"`` with the pair decode into bfloat16 (``decode_pair_bf16``: one shift
     and one lop3 for two codes, no int->float or float->bf16 conversion), 2 and 4 bits; like
@@ -60,7 +68,7 @@ from pallas_kernels._tiles import load_word_tile, round_to_tf32
 _ONE_BITS = 0x3F800000  # float32 1.0
 _ONE_F16X2 = 0x3C003C00  # two float16 1.0
 _ONE_BF16X2 = 0x3F803F80  # two bfloat16 1.0
-_MODES = ("fma", "fma2b", "dot", "dot2", "dott", "dott2")
+_MODES = ("fma", "fma2b", "idp2", "dot", "dot2", "dott", "dott2")
 _DOT_MODES = ("dot", "dot2", "dott", "dott2")
 HALF2_BITS = (2, 4)
 HALF2_MAX_ROWS = 2
@@ -72,7 +80,8 @@ class BlockSizes:
 
     Attributes:
       mode: "fma" (batch <= 8, float32 FMAs), "fma2b" (batch <= 2, 2/4 bits, packed half2
-        FMAs, one power-of-two scale per word row), "dot" (tensor-core tile, tokens as its M
+        FMAs, one power-of-two scale per word row), "idp2" (batch <= 2, 2/4 bits, int16
+        activations and PTX dp2a, exact int32 sums), "dot" (tensor-core tile, tokens as its M
         side), "dot2" (the same with the bfloat16 pair decode, 2/4 bits), "dott" / "dott2"
         (codes as the M side, tokens as N: y^T = W^T x^T).
       block_n: output columns per program (power of 2, divides group_out).
@@ -90,9 +99,10 @@ class BlockSizes:
       atomic: split-K partials atomically added (``atomic_add``) into one zeroed float32
         (M, N) output aliased into the kernel (no (split_k, M, N) buffer and no XLA sum; a
         convert remains for bfloat16 x). Needs split_k > 1 and fuse_epilogue.
-      prefetch: "fma2b": word tiles loaded this many steps ahead of their decode (carried
-        through the loop; 0-3), so 1 + prefetch tiles are in flight per program (Triton does
-        not software-pipeline these loads by itself: they feed no dot).
+      prefetch: "fma2b" / "idp2": word tiles (idp2: with their activations and scales) loaded
+        this many steps ahead of their decode (carried through the loop; 0-3), so 1 + prefetch
+        tiles are in flight per program (Triton does not software-pipeline these loads by
+        itself: they feed no dot).
       fused_tile: prologue "fused": the gathers of x and generator rows as (block_k, d) tiles
         ("kd") or (d, block_k) tiles ("dk": the sum over d mostly within a thread).
     """
@@ -360,6 +370,123 @@ def _fma2_asm(acc, words, xpairs, bits: int, rscale=None):
 
 
 # ----------------------------------------------------------------------------------------------
+# "idp2": integer two-way dot products (PTX dp2a) of int16 activations with the byte codes.
+# ----------------------------------------------------------------------------------------------
+def idp_byte_mask(bits: int) -> int:
+    """The and-mask keeping the low ``bits`` bits of each byte of a word (2 and 4 bits)."""
+    if bits not in HALF2_BITS:
+        raise ValueError(f"bits must be one of {HALF2_BITS} for the dp2a decode, got {bits!r}.")
+    return ((1 << bits) - 1) * 0x01010101
+
+
+def idp_pair_slots(bits: int) -> list[tuple[int, int]]:
+    """The two planar slots of each int16 activation pair of ``"idp2"`` (arXiv 2510.20984).
+
+    ``(w >> bits*j) & idp_byte_mask(bits)`` puts slot ``j + i*P/4`` (P = 32/bits) in byte i, as
+    an unsigned integer: pair ``2j`` multiplies bytes 0-1 (``dp2a.lo``), pair ``2j + 1`` bytes
+    2-3 (``dp2a.hi``). Returns ``[(low slot, high slot)]`` for the P/2 pairs.
+    """
+    per = packing.codes_per_word(bits)
+    idp_byte_mask(bits)
+    quarter = per // 4
+    return [
+        (j + 2 * h * quarter, j + (2 * h + 1) * quarter) for j in range(quarter) for h in range(2)
+    ]
+
+
+def pack_s16x2(lo: jax.Array, hi: jax.Array) -> jax.Array:
+    """Packs two int32 arrays of values in [-32768, 32767] into uint32 (lo: bits 0-15)."""
+    lo16 = lo.astype(jnp.uint32) & jnp.uint32(0xFFFF)
+    return lo16 | (hi.astype(jnp.uint32) << jnp.uint32(16))
+
+
+def s16x2_halves(v: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Sign-extended int32 (low, high) 16-bit halves of uint32 ``v``; inverse of ``pack_s16x2``."""
+    v = v.astype(jnp.uint32)  # arithmetic shifts of the int32 bits (the same in a Triton kernel)
+    lo = jax.lax.bitcast_convert_type(v << jnp.uint32(16), jnp.int32) >> 16
+    return lo, jax.lax.bitcast_convert_type(v, jnp.int32) >> 16
+
+
+_RNE_MAGIC = 12582912.0  # 1.5 * 2^23: (v + M) - M rounds |v| < 2^22 to the nearest even integer
+IDP_FRAC_BITS = 15  # int16 activations: |xq| <= 2^15 - 1
+
+
+def quantize_int16(xt: jax.Array, e: jax.Array) -> jax.Array:
+    """int32 ``round(xt * 2^(15 - e))`` clipped to +-(2^15 - 1), for ``|xt| < 2^e`` (``e`` from
+    ``pow2_exponent`` of the block maximum, broadcastable to xt). Error <= 2^(e-16) per value:
+    a 2^-15 fraction of the block's largest value. Add-and-subtract rounding, the same in XLA
+    and in a Triton kernel. (arXiv 2510.20984; the ``"idp2"`` operand)"""
+    v = xt.astype(jnp.float32) * _pow2(IDP_FRAC_BITS - e)
+    v = (v + _RNE_MAGIC) - _RNE_MAGIC
+    lim = float((1 << IDP_FRAC_BITS) - 1)
+    return jnp.clip(v, -lim, lim).astype(jnp.int32)
+
+
+def block_int16_pairs(xts: list[jax.Array], e: jax.Array) -> list[jax.Array]:
+    """The ``"idp2"`` activation operand from the P slot arrays of one block (``xts[p]``, any one
+    shape; ``e`` its block exponent, broadcastable): P/2 uint32 arrays, pair q packing the int16
+    activations of slots ``idp_pair_slots(bits)[q]``. (arXiv 2510.20984)"""
+    bits = 32 // len(xts)
+    xq = [quantize_int16(v, e) for v in xts]
+    return [pack_s16x2(xq[a], xq[b]) for a, b in idp_pair_slots(bits)]
+
+
+def idp2_word(words: jax.Array, xpairs, bits: int) -> jax.Array:
+    """jnp twin of the ``"idp2"`` PTX: int32 ``sum over the word's codes of xq * u`` (exact).
+    (arXiv 2510.20984)
+
+    Args:
+      words: uint32 codes of any shape S.
+      xpairs: ``codes_per_word(bits) // 2`` uint32 arrays broadcastable to S, pair q packing
+        (``pack_s16x2``) the int16 activations of slots ``idp_pair_slots(bits)[q]``.
+      bits: 2 or 4.
+    Returns:
+      int32 array of shape S.
+    """
+    mask = jnp.uint32(idp_byte_mask(bits))
+    acc = jnp.zeros(jnp.broadcast_shapes(words.shape, *(p.shape for p in xpairs)), jnp.int32)
+    for q, xp in enumerate(xpairs):
+        j, h = divmod(q, 2)
+        b = (words >> jnp.uint32(bits * j)) & mask
+        lo, hi = s16x2_halves(xp)
+        u0 = ((b >> jnp.uint32(16 * h)) & jnp.uint32(0xFF)).astype(jnp.int32)
+        u1 = ((b >> jnp.uint32(16 * h + 8)) & jnp.uint32(0xFF)).astype(jnp.int32)
+        acc = acc + lo * u0 + hi * u1
+    return acc
+
+
+def _idp2_ptx(bits: int) -> str:
+    """PTX of one ``"idp2"`` word (GPU form of ``idp2_word``): $0 the int32 sum, $1 the word,
+    $2.. the P/2 pairs. Per 4 codes: a shift (none for the first), an and, dp2a.lo and dp2a.hi;
+    no int->float conversion, no per-word flush."""
+    mask = idp_byte_mask(bits)
+    out = ["{", ".reg .b32 tq;", "mov.b32 $0, 0;"]
+    for j in range(packing.codes_per_word(bits) // 4):
+        if j:
+            out += [f"shr.b32 tq, $1, {bits * j};", f"and.b32 tq, tq, {mask};"]
+        else:
+            out.append(f"and.b32 tq, $1, {mask};")
+        out += [
+            f"dp2a.lo.s32.u32 $0, ${2 + 2 * j}, tq, $0;",
+            f"dp2a.hi.s32.u32 $0, ${3 + 2 * j}, tq, $0;",
+        ]
+    return " ".join(out + ["}"])
+
+
+def _idp2_asm(words, xpairs, bits: int):
+    """GPU form of ``idp2_word(words, xpairs, bits)`` (operands of words' shape)."""
+    half = packing.codes_per_word(bits) // 2
+    (out,) = plgpu.elementwise_inline_asm(
+        _idp2_ptx(bits),
+        args=[words, *xpairs],
+        constraints=",".join(["=r", "r"] + ["r"] * half),
+        pack=1,
+        result_shape_dtypes=[jax.ShapeDtypeStruct(words.shape, jnp.int32)],
+    )
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
 # Kernel body.
 # ----------------------------------------------------------------------------------------------
 def _glvq_kernel(
@@ -427,7 +554,7 @@ def _glvq_kernel(
         accs = jax.lax.fori_loop(0, steps, body, init)
         for m in range(rows_m):
             finish_row(m, jnp.sum(accs[m], axis=0))
-    elif bs.mode == "fma2b":
+    elif bs.mode in ("fma2b", "idp2"):
         half = per // 2
 
         fused = bs.prologue == "fused"
@@ -456,14 +583,50 @@ def _glvq_kernel(
 
         depth = int(bs.prefetch)
 
+        def next_tile(t, ahead):
+            if depth:  # issue the loads `depth` tiles ahead before this tile's decode
+                r0 = (s * steps + t) * bk
+                return r0, ahead[0], ahead[1:] + (load_words(t + depth, end)[1],)
+            return (*load_words(t), ahead)
+
+        def idp_loads(t):  # step t's word tile, activation pairs and block scales (prefetchable)
+            r0 = (s * steps + t) * bk
+            live = r0 + jnp.arange(bk) < end  # rows of this split (a prefetch may run past it)
+            w = load_word_tile(w_ref, r0, n0, bk, bn, end)
+            xvs = tuple(
+                tuple(
+                    plgpu.load(  # int32 indices: the interpreter rejects python ints here
+                        xt_ref.at[g, jnp.int32(q), jnp.int32(m), pl.ds(r0, bk)], mask=live, other=0
+                    )
+                    for q in range(half)
+                )
+                for m in range(rows_m)
+            )
+            rc = jnp.minimum(r0, bs.split_k * steps * bk - 1)
+            return w, xvs, tuple(rinv_ref[g, m, rc] for m in range(rows_m))
+
+        def body_idp(t, carry):  # exact int32 sums of one block, then one float scale a row
+            accs, ahead = carry
+            if depth:  # issue the loads `depth` steps ahead before this step's arithmetic
+                (w, xvs_m, rvs), ahead = ahead[0], ahead[1:] + (idp_loads(t + depth),)
+            else:
+                w, xvs_m, rvs = idp_loads(t)
+            new_accs = []
+            for m in range(rows_m):
+                xvs = xvs_m[m]
+                xps = [jnp.broadcast_to(v[:, None], w.shape) for v in xvs]
+                word_sums = _idp2_asm(w, xps, bits) if asm else idp2_word(w, xps, bits)
+                tot = None  # sum of the block's int16 activations: the code offset 2^(b-1)
+                for v in xvs:
+                    lo, hi = s16x2_halves(v)
+                    tot = lo + hi if tot is None else tot + (lo + hi)
+                blk = jnp.sum(word_sums, axis=0) - (1 << (bits - 1)) * jnp.sum(tot)
+                new_accs.append(accs[m] + blk.astype(jnp.float32) * rvs[m])
+            return tuple(new_accs), ahead
+
         def body2b(t, carry):
             accs, xss, ahead = carry
-            if depth:  # issue the loads `depth` tiles ahead before this tile's decode
-                w = ahead[0]
-                r0 = (s * steps + t) * bk
-                ahead = ahead[1:] + (load_words(t + depth, end)[1],)
-            else:
-                r0, w = load_words(t)
+            r0, w, ahead = next_tile(t, ahead)
             xvs, rvs = operands(r0)
             xps = [[jnp.broadcast_to(v[:, None], w.shape) for v in row] for row in xvs]
             rbs = [jnp.broadcast_to(v[:, None], w.shape) for v in rvs]
@@ -478,13 +641,20 @@ def _glvq_kernel(
                 new_xss.append(xss[m] + tot * rvs[m])
             return accs, tuple(new_xss), ahead
 
+        sc = sc_ref[pl.ds(n0, bn)]
+        if bs.mode == "idp2":
+            ahead0 = tuple(idp_loads(t) for t in range(depth))
+            init = (tuple(jnp.zeros((bn,), jnp.float32) for _ in range(rows_m)), ahead0)
+            accs, _ = jax.lax.fori_loop(0, steps, body_idp, init)
+            for m in range(rows_m):
+                put(m, accs[m] * sc)
+            return
         init = (
             tuple(jnp.zeros((bk, bn), jnp.float32) for _ in range(rows_m)),
             tuple(jnp.zeros((bk,), jnp.float32) for _ in range(rows_m)),
             tuple(load_words(t, end)[1] for t in range(depth)),
         )
         accs, xss, _ = jax.lax.fori_loop(0, steps, body2b, init)
-        sc = sc_ref[pl.ds(n0, bn)]
         off_b = scale_b + float(1 << (bits - 1))  # every split removes its own part
         for m in range(rows_m):
             put(m, (scale_b * jnp.sum(accs[m], axis=0) - off_b * jnp.sum(xss[m])) * sc)
@@ -602,20 +772,20 @@ def _invalid_reason(bs: BlockSizes, m: int, n: int, group_out: int, kw: int, bit
         return f"mode={bs.mode!r} needs bits in {HALF2_BITS} and fuse_epilogue=True"
     if bs.mode == "fma" and m > 8:
         return f"mode='fma' takes at most 8 rows, got M={m}"
-    if bs.mode == "fma2b" and (m > HALF2_MAX_ROWS or bits not in HALF2_BITS):
-        return f"mode='fma2b' needs M <= {HALF2_MAX_ROWS} and bits in {HALF2_BITS}"
-    if bs.mode == "fma2b" and not bs.fuse_epilogue:  # its offset sums live in the kernel
-        return "mode='fma2b' needs fuse_epilogue=True"
+    if bs.mode in ("fma2b", "idp2") and (m > HALF2_MAX_ROWS or bits not in HALF2_BITS):
+        return f"mode={bs.mode!r} needs M <= {HALF2_MAX_ROWS} and bits in {HALF2_BITS}"
+    if bs.mode in ("fma2b", "idp2") and not bs.fuse_epilogue:  # offset sums live in the kernel
+        return f"mode={bs.mode!r} needs fuse_epilogue=True"
     if bs.prologue not in ("pallas", "xla", "fused"):
         return f"prologue must be 'pallas', 'xla' or 'fused', got {bs.prologue!r}"
-    if bs.prologue == "fused" and bs.mode != "fma2b":
+    if bs.prologue == "fused" and bs.mode != "fma2b":  # "idp2": scales per block, not per row
         return f"prologue='fused' needs mode='fma2b', got {bs.mode!r}"
     if bs.fused_tile not in ("kd", "dk"):
         return f"fused_tile must be 'kd' or 'dk', got {bs.fused_tile!r}"
     if bs.atomic and (bs.split_k < 2 or not bs.fuse_epilogue):
         return f"atomic=True needs split_k > 1 and fuse_epilogue=True, got split_k={bs.split_k}"
-    if not 0 <= int(bs.prefetch) <= 3 or (bs.prefetch and bs.mode != "fma2b"):
-        return f"prefetch must be in [0, 3] and 0 unless mode='fma2b', got {bs.prefetch!r}"
+    if not 0 <= int(bs.prefetch) <= 3 or (bs.prefetch and bs.mode not in ("fma2b", "idp2")):
+        return f"prefetch must be in [0, 3] and 0 outside 'fma2b'/'idp2', got {bs.prefetch!r}"
     if bs.split_k > max(1, -(-kw // bs.block_k)):
         return (
             f"split_k={bs.split_k} exceeds the {-(-kw // bs.block_k)} steps of block_k="
@@ -654,6 +824,25 @@ def default_block_sizes(
     split = 1
     while programs * split < 3500 and split * 2 * bk <= kw:
         split *= 2
+    pow2_d = group_dim & (group_dim - 1) == 0
+    if m <= HALF2_MAX_ROWS and half2 and group_out % 32 == 0 and (large or bits == 4):
+        # Session 6 (device time, H100, docs/kernel_notes.md): "idp2" (int16 activations, dp2a)
+        # on 32 x 32 word tiles with the next tile and its activations prefetched, split-K
+        # until ~7 programs per SM (at least 4 steps each), one warp a program at large shapes:
+        # 2-bit 8192x28672 batch 1 29.0 us (fma2b 32.9), batch 2 36.5 (47.6); 4-bit 46.5 (50.0);
+        # 4-bit 8192x8192 16.9 (fma 21.0), 4096x14336 15.7 (18.9), 4096^2 8.7 (10.3).
+        split_i = 1
+        while (n // 32) * split_i < 896 and split_i * 2 * 32 * 4 <= kw:
+            split_i *= 2
+        return BlockSizes(
+            "idp2",
+            32,
+            32,
+            split_k=split_i,
+            num_warps=1 if large else 2,
+            prefetch=1,
+            prologue="pallas" if pow2_d else "xla",
+        )
     if m <= HALF2_MAX_ROWS and half2 and (bits == 2 or large):
         # Session 3 (docs/kernel_notes.md): 4-bit on long split-free programs with the next
         # word tile prefetched; 2-bit small with the prologue fused into the kernel (no
@@ -730,14 +919,39 @@ def _half2_operand(xts_row, per):
     return pairs, _pow2(e)
 
 
-def _prologue_kernel(x_ref, g_ref, *out_refs, rows_m, k, kw, per, d, ng, bkp, half2):
+IDP_SCALE_ROWS = 32  # packed word rows sharing one int16 scale (512 values of K at 2 bits)
+
+
+def idp_scale_rows(bs: BlockSizes, kwp: int) -> int:
+    """Word rows per ``"idp2"`` activation scale: ``IDP_SCALE_ROWS`` where it is a multiple of
+    ``block_k`` and divides the padded word count ``kwp``, else the largest such multiple of
+    ``block_k`` below it (at least ``block_k``: a kernel step never straddles two scales)."""
+    sb = bs.block_k
+    while sb * 2 <= max(IDP_SCALE_ROWS, bs.block_k) and kwp % (sb * 2) == 0:
+        sb *= 2
+    return sb
+
+
+def _int16_operand(xts_row):
+    """``"idp2"`` operand of one row's P slot vectors (bkp,) forming ONE scale block: (P/2
+    uint32 pair vectors, (bkp,) float32 ``2^(e-15)`` repeated)."""
+    amax = jnp.abs(xts_row[0])
+    for v in xts_row[1:]:
+        amax = jnp.maximum(amax, jnp.abs(v))
+    e = pow2_exponent(jnp.max(amax))
+    pairs = block_int16_pairs(xts_row, e)
+    return pairs, jnp.broadcast_to(_pow2(e - IDP_FRAC_BITS), xts_row[0].shape)
+
+
+def _prologue_kernel(x_ref, g_ref, *out_refs, rows_m, k, kw, per, d, ng, bkp, operand):
     """One program per (generator group, bkp word rows): xt = x_i G_i^T for the P slots of
-    its words (``_xt_slots``). ``half2``: the block scale and float16 pairs
-    (``block_scale_f16x2``); else xt in the output dtype (the dot modes)."""
+    its words (``_xt_slots``). ``operand``: "half2" the float16 pairs and their power-of-two
+    scales (``block_scale_f16x2``), "int16" int16 pairs and one scale for the bkp rows
+    (``block_int16_pairs``), "xt" xt in the output dtype (the dot modes)."""
     gi, rb = pl.program_id(0), pl.program_id(1)
     r = rb * bkp + jnp.arange(bkp)
     xts = _xt_slots(x_ref, g_ref, r, gi, rows_m=rows_m, k=k, kw=kw, per=per, d=d, ng=ng)
-    if not half2:
+    if operand == "xt":
         (o_ref,) = out_refs
         for m in range(rows_m):
             for p in range(per):
@@ -747,24 +961,27 @@ def _prologue_kernel(x_ref, g_ref, *out_refs, rows_m, k, kw, per, d, ng, bkp, ha
         return
     xp_ref, rinv_ref = out_refs
     for m in range(rows_m):
-        pairs, rinv = _half2_operand(xts[m], per)
+        pairs, rinv = _half2_operand(xts[m], per) if operand == "half2" else _int16_operand(xts[m])
         for q, v in enumerate(pairs):
             xp_ref[gi, q, m, pl.ds(rb * bkp, bkp)] = v
         rinv_ref[gi, m, pl.ds(rb * bkp, bkp)] = rinv
 
 
-def _prologue_call(x2, packed, kwp: int, bkp: int, half2: bool, dtype, interpret: bool):
-    """The activation operand from one Pallas launch. ``half2``: pairs (Ng, P/2, M, Kwp)
-    uint32 and rinv (Ng, M, Kwp) float32 (as ``block_scale_f16x2`` of ``_glvq_transform``);
-    else xt (Ng, P, M, Kwp) in ``dtype``."""
+def _prologue_call(
+    x2, packed, kwp: int, bkp: int, operand: str, dtype, interpret: bool, num_warps: int = 4
+):
+    """The activation operand from one Pallas launch. ``operand`` "half2" / "int16": pairs
+    (Ng, P/2, M, Kwp) uint32 and their scales (Ng, M, Kwp) float32 (``block_scale_f16x2`` /
+    ``block_int16_pairs`` of ``_glvq_transform``; "int16": one scale per bkp rows); "xt":
+    xt (Ng, P, M, Kwp) in ``dtype``."""
     m, k = x2.shape
     bits, d = packed.bits, packed.group_dim
     per, kw = packing.codes_per_word(bits), packing.num_words(k, bits)
     ng = packed.generators.shape[1]
     kernel = functools.partial(
-        _prologue_kernel, rows_m=m, k=k, kw=kw, per=per, d=d, ng=ng, bkp=bkp, half2=half2
+        _prologue_kernel, rows_m=m, k=k, kw=kw, per=per, d=d, ng=ng, bkp=bkp, operand=operand
     )
-    if half2:
+    if operand != "xt":
         out_shape = (
             jax.ShapeDtypeStruct((ng, per // 2, m, kwp), jnp.uint32),
             jax.ShapeDtypeStruct((ng, m, kwp), jnp.float32),
@@ -775,7 +992,7 @@ def _prologue_call(x2, packed, kwp: int, bkp: int, half2: bool, dtype, interpret
         kernel,
         grid=(ng, kwp // bkp),
         out_shape=out_shape,
-        compiler_params=plgpu.CompilerParams(num_warps=4, num_stages=1),
+        compiler_params=plgpu.CompilerParams(num_warps=num_warps, num_stages=1),
         interpret=interpret,
         name=f"glvq_prologue_{bits}b",
     )(x2.reshape(-1), packed.generators.reshape(-1))
@@ -797,11 +1014,17 @@ def _glvq_prologue(x2, packed, bs: BlockSizes, interpret: bool = False):
     bkp = min(bs.block_k, 64)
     if bs.prologue == "fused":  # the kernel forms its operand from x and G itself
         return x2.reshape(-1), jnp.zeros((1, 1), jnp.float32), packed.generators.reshape(-1)
-    if bs.mode == "fma2b" and bs.prologue == "pallas":
-        pairs, rinv = _prologue_call(x2, packed, kwp, bkp, True, None, interpret)
+    if bs.mode in ("fma2b", "idp2") and bs.prologue == "pallas":
+        # One warp a program: 2.6 vs 3.5 us (int16, 32 rows) and 2.2 vs 3.2 us (half2, 16 rows
+        # vs 32) at 8192 x 28672, 2 bits, batch 1 on an H100 (session 6, device time).
+        if bs.mode == "fma2b":
+            operand, bkp = "half2", min(bkp, 16) if kwp % 16 == 0 else bkp
+        else:
+            operand, bkp = "int16", idp_scale_rows(bs, kwp)
+        pairs, rinv = _prologue_call(x2, packed, kwp, bkp, operand, None, interpret, num_warps=1)
         return pairs, jnp.zeros((1, 1), jnp.float32), rinv  # offset sums: in the kernel
     if bs.mode in ("dot2", "dott2") and bs.prologue == "pallas" and m == mp:
-        (xt,) = _prologue_call(x2, packed, kwp, bkp, False, x2.dtype, interpret)
+        (xt,) = _prologue_call(x2, packed, kwp, bkp, "xt", x2.dtype, interpret)
         return xt, jnp.zeros((1, 1), jnp.float32), jnp.zeros((1,), jnp.float32)
     if bs.mode == "fma2b":
         xt = _glvq_transform_elementwise(x2, packed)  # (Ng, M, K) f32
@@ -810,6 +1033,19 @@ def _glvq_prologue(x2, packed, bs: BlockSizes, interpret: bool = False):
         pairs = jnp.pad(jnp.transpose(pairs, (0, 2, 1, 3)), ((0, 0),) * 3 + ((0, kwp - kw),))
         rinv = jnp.pad(rinv, ((0, 0), (0, 0), (0, kwp - kw)))
         return pairs, jnp.zeros((1, 1), jnp.float32), rinv  # offset sums: in the kernel
+    if bs.mode == "idp2":  # one int16 scale per (group, row, idp_scale_rows word rows)
+        xt = _glvq_transform_elementwise(x2, packed)  # (Ng, M, K) f32
+        xt = jnp.pad(xt, ((0, 0), (0, 0), (0, per * kw - k))).reshape(-1, m, per, kw)
+        sb = idp_scale_rows(bs, kwp)
+        xt = jnp.pad(xt, ((0, 0),) * 3 + ((0, kwp - kw),)).reshape(-1, m, per, kwp // sb, sb)
+        e = pow2_exponent(jnp.max(jnp.abs(xt), axis=(2, 4)))[..., None]  # (Ng, M, nb, 1)
+        pairs = jnp.stack(block_int16_pairs([xt[:, :, p] for p in range(per)], e), axis=1)
+        rinv = jnp.broadcast_to(_pow2(e - IDP_FRAC_BITS), e.shape[:-1] + (sb,))
+        return (
+            pairs.reshape(-1, per // 2, m, kwp),
+            jnp.zeros((1, 1), jnp.float32),
+            rinv.reshape(-1, m, kwp),
+        )
     if bs.mode in ("dot2", "dott2"):  # offset sums are taken in the kernel
         # Two loop fusions: the transform in its natural (Ng, M, K) layout, then the cast and
         # the (Ng, P, M, Kw) transpose. XLA's single fusion of both took 21 us (2-bit) and 63 us
@@ -959,7 +1195,8 @@ _TUNED: dict[tuple, BlockSizes] = {}
 def _candidates(m, k, n, bits, group_out, group_dim=8):
     """A small search space around the measured defaults (split-K, tile, warps, tile roles).
 
-    At batch <= 2 it holds both the float32 ("fma") and the half2 ("fma2b", 2/4 bits) bodies.
+    At batch <= 2 it holds the float32 ("fma"), half2 ("fma2b") and int16 dp2a ("idp2") bodies
+    (the last two at 2/4 bits).
     """
     base = default_block_sizes(m, k, n, bits, group_out, group_dim)
     out = [base]
@@ -975,6 +1212,14 @@ def _candidates(m, k, n, bits, group_out, group_dim=8):
             for split in (4, 8, 16, 32)
             for nw in (4, 8)
         ]
+        if half2:  # prefetched 32-word tiles, split-K from none to 8
+            pro = "pallas" if group_dim & (group_dim - 1) == 0 else "xla"
+            grid += [
+                BlockSizes("idp2", bn, 32, 16, split, nw, 3, prologue=pro, prefetch=1)
+                for bn in (32, 64)
+                for split in (1, 2, 4, 8)
+                for nw in (1, 2)
+            ]
     else:
         bms = [b for b in (16, 32, 64) if b <= max(16, m)]
         grid = [

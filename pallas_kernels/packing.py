@@ -455,5 +455,12 @@ def dequantize(packed: PackedLatticeWeight) -> jax.Array:
     d, go = packed.group_dim, packed.group_out
     z = unpack_codes(packed.codes, packed.bits, k)  # (K, N)
     zg = z.reshape(k // d, d, n // go, go)  # [i, r, g, c]
-    w = jnp.einsum("irgc,igrs->isgc", zg.astype(jnp.float32), packed.generators)
+    # HIGHEST: on GPU the default float32 einsum runs in tf32 (~2^-11 relative error per weight),
+    # which made this reference less accurate than the int16 "idp2" kernel it checks.
+    w = jnp.einsum(
+        "irgc,igrs->isgc",
+        zg.astype(jnp.float32),
+        packed.generators,
+        precision=jax.lax.Precision.HIGHEST,
+    )
     return w.reshape(k, n) * packed.scales[None, :]
