@@ -32,7 +32,8 @@ Kernel bodies (chosen per shape by ``BlockSizes.mode``):
     ``dp2a.lo`` / ``dp2a.hi`` multiply two of them each with an int16 pair into an int32 sum
     (``idp2_word``): per 4 codes a shift, an and and two dp2a, no int->float conversion, and the
     sums are exact (the code offset ``2^(b-1) sum xq`` is subtracted in integers). About 8x
-    more accurate than ``"fma2b"`` and the default for large shapes (session 6).
+    more accurate than ``"fma2b"`` and the default for large shapes (session 6). A NaN or inf
+    activation makes its row's outputs NaN (``idp_exponent``), as in ``"fma2b"``.
   * ``"dot"`` / ``"dott"``: tensor-core ``dot`` of an xt tile with decoded codes (batch >= 3).
   * ``"dot2"``: ``"dot"`` with the pair decode into bfloat16 (``decode_pair_bf16``: one shift
     and one lop3 for two codes, no int->float or float->bf16 conversion), 2 and 4 bits; like
@@ -409,13 +410,31 @@ def s16x2_halves(v: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 _RNE_MAGIC = 12582912.0  # 1.5 * 2^23: (v + M) - M rounds |v| < 2^22 to the nearest even integer
 IDP_FRAC_BITS = 15  # int16 activations: |xq| <= 2^15 - 1
+IDP_MIN_EXP = -126 + IDP_FRAC_BITS  # 2^(e-15) and 2^(15-e) stay normal floats for e >= this
+
+
+def idp_exponent(amax: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The ``"idp2"`` block exponent and scale of float32 block maxima ``amax`` (any shape).
+    (arXiv 2510.20984)
+
+    Returns int32 ``e`` in [``IDP_MIN_EXP``, 128] with ``amax < 2^e`` (``pow2_exponent``
+    without its [-125, 126] clip, which made ``2^(e-15)`` and ``2^(15-e)`` wrap to -2^116, -inf
+    or 0 for blocks below 2^-111 and saturated blocks at or above 2^126), and float32
+    ``2^(e-15)``, the scale of the int16 values, NaN where ``amax`` is not finite: a NaN or inf
+    activation makes its block's outputs NaN (like ``"fma2b"``) rather than finite garbage (its
+    int16 value is clipped or undefined). Values below 2^-127 round to 0.
+    """
+    ef = (jax.lax.bitcast_convert_type(amax.astype(jnp.float32), jnp.int32) >> 23) & 0xFF
+    e = jnp.clip(ef - 126, IDP_MIN_EXP, 128)
+    return e, jnp.where(ef == 0xFF, jnp.float32(jnp.nan), _pow2(e - IDP_FRAC_BITS))
 
 
 def quantize_int16(xt: jax.Array, e: jax.Array) -> jax.Array:
     """int32 ``round(xt * 2^(15 - e))`` clipped to +-(2^15 - 1), for ``|xt| < 2^e`` (``e`` from
-    ``pow2_exponent`` of the block maximum, broadcastable to xt). Error <= 2^(e-16) per value:
-    a 2^-15 fraction of the block's largest value. Add-and-subtract rounding, the same in XLA
-    and in a Triton kernel. (arXiv 2510.20984; the ``"idp2"`` operand)"""
+    ``idp_exponent`` of the block maximum, broadcastable to xt; any e in [-111, 141]). Error
+    <= 2^(e-16) per value: a 2^-15 fraction of the block's largest value. Add-and-subtract
+    rounding, the same in XLA and in a Triton kernel. (arXiv 2510.20984; the ``"idp2"``
+    operand)"""
     v = xt.astype(jnp.float32) * _pow2(IDP_FRAC_BITS - e)
     v = (v + _RNE_MAGIC) - _RNE_MAGIC
     lim = float((1 << IDP_FRAC_BITS) - 1)
@@ -776,6 +795,8 @@ def _invalid_reason(bs: BlockSizes, m: int, n: int, group_out: int, kw: int, bit
         return f"mode={bs.mode!r} needs M <= {HALF2_MAX_ROWS} and bits in {HALF2_BITS}"
     if bs.mode in ("fma2b", "idp2") and not bs.fuse_epilogue:  # offset sums live in the kernel
         return f"mode={bs.mode!r} needs fuse_epilogue=True"
+    if bs.mode == "idp2" and bs.block_k > 256:  # a step's int32 sums: < 2^31 up to 546 rows
+        return f"mode='idp2' needs block_k <= 256 (int32 sums of int16 products), got {bs.block_k}"
     if bs.prologue not in ("pallas", "xla", "fused"):
         return f"prologue must be 'pallas', 'xla' or 'fused', got {bs.prologue!r}"
     if bs.prologue == "fused" and bs.mode != "fma2b":  # "idp2": scales per block, not per row
@@ -923,9 +944,10 @@ IDP_SCALE_ROWS = 32  # packed word rows sharing one int16 scale (512 values of K
 
 
 def idp_scale_rows(bs: BlockSizes, kwp: int) -> int:
-    """Word rows per ``"idp2"`` activation scale: ``IDP_SCALE_ROWS`` where it is a multiple of
-    ``block_k`` and divides the padded word count ``kwp``, else the largest such multiple of
-    ``block_k`` below it (at least ``block_k``: a kernel step never straddles two scales)."""
+    """Word rows per ``"idp2"`` activation scale: ``block_k * 2^i`` for the largest i with
+    ``block_k * 2^i <= max(IDP_SCALE_ROWS, block_k)`` dividing the padded word count ``kwp``
+    (at least ``block_k``: a kernel step never straddles two scales). The XLA and the Pallas
+    prologue both take their scale blocks from here."""
     sb = bs.block_k
     while sb * 2 <= max(IDP_SCALE_ROWS, bs.block_k) and kwp % (sb * 2) == 0:
         sb *= 2
@@ -938,9 +960,9 @@ def _int16_operand(xts_row):
     amax = jnp.abs(xts_row[0])
     for v in xts_row[1:]:
         amax = jnp.maximum(amax, jnp.abs(v))
-    e = pow2_exponent(jnp.max(amax))
+    e, rscale = idp_exponent(jnp.max(amax))
     pairs = block_int16_pairs(xts_row, e)
-    return pairs, jnp.broadcast_to(_pow2(e - IDP_FRAC_BITS), xts_row[0].shape)
+    return pairs, jnp.broadcast_to(rscale, xts_row[0].shape)
 
 
 def _prologue_kernel(x_ref, g_ref, *out_refs, rows_m, k, kw, per, d, ng, bkp, operand):
@@ -1038,9 +1060,9 @@ def _glvq_prologue(x2, packed, bs: BlockSizes, interpret: bool = False):
         xt = jnp.pad(xt, ((0, 0), (0, 0), (0, per * kw - k))).reshape(-1, m, per, kw)
         sb = idp_scale_rows(bs, kwp)
         xt = jnp.pad(xt, ((0, 0),) * 3 + ((0, kwp - kw),)).reshape(-1, m, per, kwp // sb, sb)
-        e = pow2_exponent(jnp.max(jnp.abs(xt), axis=(2, 4)))[..., None]  # (Ng, M, nb, 1)
+        e, rscale = idp_exponent(jnp.max(jnp.abs(xt), axis=(2, 4))[..., None])  # (Ng, M, nb, 1)
         pairs = jnp.stack(block_int16_pairs([xt[:, :, p] for p in range(per)], e), axis=1)
-        rinv = jnp.broadcast_to(_pow2(e - IDP_FRAC_BITS), e.shape[:-1] + (sb,))
+        rinv = jnp.broadcast_to(rscale, e.shape[:-1] + (sb,))
         return (
             pairs.reshape(-1, per // 2, m, kwp),
             jnp.zeros((1, 1), jnp.float32),
