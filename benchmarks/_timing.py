@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from pallas_kernels._timing import median_seconds
 
-def median_seconds(fn: Callable, *args, runs: int, warmup: int = 1) -> float:
-    """Median wall-clock seconds of ``fn(*args)`` over ``runs`` calls after ``warmup`` calls
-    (the first one compiles), each synchronized with ``block_until_ready``."""
-    for _ in range(warmup):
-        jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+__all__ = ["median_seconds", "train_step"]
 
 
 def train_step(layer: nnx.Module) -> tuple[Callable, nnx.State]:

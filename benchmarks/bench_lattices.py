@@ -15,8 +15,6 @@ Adding a lattice (e.g. the Leech engineer's Λ24): add an entry to ``cases()`` m
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 
 import jax
@@ -25,6 +23,7 @@ import numpy as np
 from absl import app, flags
 
 from latticejax import lattices
+from pallas_kernels._timing import median_seconds
 
 _N = flags.DEFINE_integer("n", 1_000_000, "Points per timed call.")
 _RUNS = flags.DEFINE_integer("runs", 10, "Timed runs per function (the median is reported).")
@@ -124,9 +123,9 @@ def leech_shell_report(sizes: list[str], runs: int) -> None:
     for size in sizes:
         n = int(size)
         x = jax.random.normal(jax.random.key(1), (n, 24), jnp.float32)
-        t_exact = median_seconds(exact, x, runs)
-        t_fp32 = median_seconds(fp32, x, runs)
-        t_bf16 = median_seconds(bf16, x, runs)
+        t_exact = median_seconds(exact, x, runs=runs)
+        t_fp32 = median_seconds(fp32, x, runs=runs)
+        t_bf16 = median_seconds(bf16, x, runs=runs)
         i_exact, i_fp32, i_bf16 = exact(x), fp32(x), bf16(x)
         xn = x / jnp.linalg.norm(x, axis=-1, keepdims=True)
         cos_exact = jnp.sum(xn * leech_shell_codeword(i_exact), axis=-1)
@@ -144,17 +143,6 @@ def leech_shell_report(sizes: list[str], runs: int) -> None:
         )
 
 
-def median_seconds(fn: Fn, x: jax.Array, runs: int) -> float:
-    """Median wall time of ``fn(x)`` (already jitted) after one warm-up call."""
-    jax.block_until_ready(fn(x))
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(x))
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def main(argv):
     del argv
     dev = jax.devices()[0]
@@ -165,8 +153,8 @@ def main(argv):
         if _ONLY.value and name not in _ONLY.value:
             continue
         x = 2.0 * jax.random.normal(key, (_N.value, dim), jnp.float32)
-        t_dec = median_seconds(jax.jit(decoder), x, _RUNS.value)
-        t_base = median_seconds(jax.jit(baseline), x, _RUNS.value)
+        t_dec = median_seconds(jax.jit(decoder), x, runs=_RUNS.value)
+        t_base = median_seconds(jax.jit(baseline), x, runs=_RUNS.value)
         print(
             f"{name:>6}: decoder {_N.value / t_dec:.3e} points/s ({t_dec * 1e3:.2f} ms) | "
             f"brute force over shell {_N.value / t_base:.3e} points/s ({t_base * 1e3:.2f} ms) | "

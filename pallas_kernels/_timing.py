@@ -10,6 +10,19 @@ import jax.numpy as jnp
 import numpy as np
 
 
+def median_seconds(fn: Callable, *args, runs: int, warmup: int = 1) -> float:
+    """Median wall-clock seconds of ``fn(*args)`` over ``runs`` calls after ``warmup`` calls
+    (the first one compiles), each synchronized with ``block_until_ready``."""
+    for _ in range(warmup):
+        jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
 def time_per_call(
     fn: Callable,
     arg_sets: Sequence[tuple],

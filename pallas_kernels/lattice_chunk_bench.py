@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pallas_kernels import lattice_chunk as lc
+from pallas_kernels._timing import median_seconds
 
 
 def _emit(**kw):
@@ -59,14 +60,7 @@ def _rel(a, b):
 
 
 def _median_ms(fn, args, reps):
-    jax.block_until_ready(fn(*args))  # compile
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(times))
+    return 1e3 * median_seconds(fn, *args, runs=reps, warmup=2)
 
 
 def check(args):
