@@ -188,14 +188,51 @@ def decode_pair_bf16(words: jax.Array, bits: int, pair: int) -> tuple[jax.Array,
       (low, high): bfloat16 arrays of ``words``' shape (rows ``pair * Kw + r`` and
       ``(pair + P/2) * Kw + r`` of the planar layout).
     """
+    return bf16x2_halves(pair_bf16x2_bits(words, bits, pair))
+
+
+def pair_bf16x2_bits(words: jax.Array, bits: int, pair: int, asm: bool = False) -> jax.Array:
+    """The bits of ``decode_pair_bf16``'s two codes as one uint32 (low half: slot ``pair``).
+    ``asm`` (GPU): one PTX shift and ONE ``lop3`` (ptxas splits the jnp and/or into two lop3s,
+    each taking one immediate)."""
     shift, mask = pair_shift_mask(bits, pair, mant=7)
+    if asm:
+        mv = f"shl.b32 t, $1, {shift};" if shift >= 0 else f"shr.b32 t, $1, {-shift};"
+        (v,) = plgpu.elementwise_inline_asm(
+            "{ .reg .b32 t; " + mv + f" lop3.b32 $0, t, $2, {_ONE_BF16X2}, 0xEA; }}",
+            args=[words, jnp.full(words.shape, mask, jnp.uint32)],
+            constraints="=r,r,r",
+            pack=1,
+            result_shape_dtypes=[jax.ShapeDtypeStruct(words.shape, jnp.int32)],
+        )
+        return jax.lax.bitcast_convert_type(v, jnp.uint32)
     moved = words << jnp.uint32(shift) if shift >= 0 else words >> jnp.uint32(-shift)
-    v = (moved & jnp.uint32(mask)) | jnp.uint32(_ONE_BF16X2)
+    return (moved & jnp.uint32(mask)) | jnp.uint32(_ONE_BF16X2)
+
+
+def bf16x2_halves(v: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """uint32 -> (low, high) 16-bit halves as bfloat16."""
     return _u16_as(v & jnp.uint32(0xFFFF), jnp.bfloat16), _u16_as(v >> jnp.uint32(16), jnp.bfloat16)
 
 
 def _u16_as(v: jax.Array, dtype) -> jax.Array:
     return jax.lax.bitcast_convert_type(v.astype(jnp.uint16), dtype)
+
+
+def interleave_rows(a: jax.Array, b: jax.Array) -> jax.Array:
+    """(R, C), (R, C) -> (2R, C) with rows ``2r = a[r]``, ``2r + 1 = b[r]``. In the ``"dot2"``
+    kernel ``a``/``b`` are the two halves of one decoded uint32, so the pair along K is already
+    one register of the tensor-core operand (no byte permutes)."""
+    r, c = a.shape
+    return jnp.transpose(jnp.stack([a, b], axis=-1), (0, 2, 1)).reshape(2 * r, c)
+
+
+def interleave_slot_pairs(xt: jax.Array) -> jax.Array:
+    """``"dot2"`` activation layout: (..., P, Kw) -> (..., P/2, 2 Kw), column ``2r + s`` of
+    pair q holding slot ``q + s P/2`` of word row r (the row order of ``interleave_rows``)."""
+    *lead, per, kw = xt.shape
+    xt = xt.reshape(*lead, 2, per // 2, kw)
+    return jnp.moveaxis(xt, -3, -1).reshape(*lead, per // 2, 2 * kw)
 
 
 def f16x2_halves(v: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -683,29 +720,26 @@ def _glvq_kernel(
         half = per // 2
         trans = bs.mode == "dott2"  # codes as the M side of the tensor-core tile
 
-        def body_d2(t, carry):
-            acc, xs = carry
+        def body_d2(t, acc):
             r0, w = load_words(t)
             for q in range(half):
-                c_lo, c_hi = decode_pair_bf16(w, bits, q)  # jnp ops lower to shift+lop3
-                x_lo = xt_ref[g, q, pl.ds(m0, bm), pl.ds(r0, bk)]
-                x_hi = xt_ref[g, q + half, pl.ds(m0, bm), pl.ds(r0, bk)]
-                c_lo, c_hi = c_lo.astype(x_lo.dtype), c_hi.astype(x_lo.dtype)  # f32 x: tf32
-                for xv, cv in ((x_lo, c_lo), (x_hi, c_hi)):
-                    if trans:
-                        acc = acc + jnp.dot(cv.T, xv.T, preferred_element_type=jnp.float32)
-                    else:
-                        acc = acc + jnp.dot(xv, cv, preferred_element_type=jnp.float32)
-                xs = xs + jnp.sum(x_lo.astype(jnp.float32) + x_hi.astype(jnp.float32), axis=1)
-            return acc, xs
+                # One dot of K = 2 bk per pair: rows 2r / 2r+1 are slots q / q + P/2 of word row
+                # r, so each decoded uint32 (two bf16 codes) is one register of the MMA operand.
+                cv = interleave_rows(*bf16x2_halves(pair_bf16x2_bits(w, bits, q, asm)))
+                xv = xt_ref[g, q, pl.ds(m0, bm), pl.ds(2 * r0, 2 * bk)]
+                cv = cv.astype(xv.dtype)  # f32 x: tf32
+                if trans:
+                    acc = acc + jnp.dot(cv.T, xv.T, preferred_element_type=jnp.float32)
+                else:
+                    acc = jnp.dot(xv, cv, preferred_element_type=jnp.float32) + acc
+            return acc
 
-        shape = (bn, bm) if trans else (bm, bn)
-        init = (jnp.zeros(shape, jnp.float32), jnp.zeros((bm,), jnp.float32))
-        acc, xs = jax.lax.fori_loop(0, steps, body_d2, init)
+        acc = jax.lax.fori_loop(0, steps, body_d2, jnp.zeros((bn, bm) if trans else (bm, bn), jnp.float32))
         acc = acc.T if trans else acc
         sc = sc_ref[pl.ds(n0, bn)]
-        off_b = scale_b + float(1 << (bits - 1))  # every split removes its own part
-        put(pl.ds(m0, bm), (scale_b * acc - off_b * xs[:, None]) * sc[None, :])
+        # row sums of the multiplied xt, per prologue block (Ng, blocks, Mp); split 0 removes them
+        xs = jnp.sum(xsum_ref[g, :, pl.ds(m0, bm)], axis=0)
+        put(pl.ds(m0, bm), (scale_b * acc - off_c * xs[:, None]) * sc[None, :])
     else:
         bm = bs.block_m
         m0 = mb * bm
@@ -928,6 +962,24 @@ def _xt_slots(x_ref, g_ref, r, gi, *, rows_m, k, kw, per, d, ng, tile="kd"):
     return xts
 
 
+def _xt_rows(x_ref, g_ref, r, gi, *, rows_m, k, kw, per, d, ng):
+    """``_xt_slots`` for all M rows at once: per slot p an (M, bk) float32 tile (gathers of
+    (M, bk, d) activations and (bk, d) generator rows; the dot modes' prologue)."""
+    sd = jnp.arange(d)
+    rows = jnp.arange(rows_m) * k
+    out = []
+    for p in range(per):
+        kk = p * kw + r
+        valid = (r < kw) & (kk < k)
+        kc = jnp.where(valid, kk, 0)
+        i, rr = kc // d, kc % d
+        gv = g_ref[((i * ng + gi) * d + rr)[:, None] * d + sd[None, :]]  # (bk, d)
+        xv = x_ref[rows[:, None, None] + (i * d)[None, :, None] + sd[None, None, :]]
+        xt = jnp.sum(xv.astype(jnp.float32) * gv[None], axis=2)  # (M, bk)
+        out.append(jnp.where(valid[None, :], xt, 0.0))
+    return out
+
+
 def _half2_operand(xts_row, per):
     """``block_scale_f16x2`` of one row's P slot vectors (bk,): (P/2 uint32 pair vectors, rinv)."""
     half = per // 2
@@ -972,15 +1024,18 @@ def _prologue_kernel(x_ref, g_ref, *out_refs, rows_m, k, kw, per, d, ng, bkp, op
     (``block_int16_pairs``), "xt" xt in the output dtype (the dot modes)."""
     gi, rb = pl.program_id(0), pl.program_id(1)
     r = rb * bkp + jnp.arange(bkp)
-    xts = _xt_slots(x_ref, g_ref, r, gi, rows_m=rows_m, k=k, kw=kw, per=per, d=d, ng=ng)
-    if operand == "xt":
-        (o_ref,) = out_refs
-        for m in range(rows_m):
-            for p in range(per):
-                v = xts[m][p]  # f32 output: rounded so that the tf32 dot multiplies it exactly
-                v = round_to_tf32(v) if o_ref.dtype == jnp.float32 else v.astype(o_ref.dtype)
-                o_ref[gi, p, m, pl.ds(rb * bkp, bkp)] = v
+    if operand == "xt":  # "dot2": all rows at once, slot pairs interleaved, row sums
+        o_ref, xs_ref = out_refs
+        vs = _xt_rows(x_ref, g_ref, r, gi, rows_m=rows_m, k=k, kw=kw, per=per, d=d, ng=ng)
+        # f32 output: rounded so that the tf32 dot multiplies it exactly
+        vs = [round_to_tf32(v) if o_ref.dtype == jnp.float32 else v.astype(o_ref.dtype) for v in vs]
+        xs_ref[gi, rb, :] = sum(jnp.sum(v.astype(jnp.float32), axis=1) for v in vs)
+        half = per // 2
+        for q in range(half):
+            pair = jnp.stack([vs[q], vs[q + half]], axis=-1).reshape(rows_m, 2 * bkp)
+            o_ref[gi, q, :, pl.ds(2 * rb * bkp, 2 * bkp)] = pair
         return
+    xts = _xt_slots(x_ref, g_ref, r, gi, rows_m=rows_m, k=k, kw=kw, per=per, d=d, ng=ng)
     xp_ref, rinv_ref = out_refs
     for m in range(rows_m):
         pairs, rinv = _half2_operand(xts[m], per) if operand == "half2" else _int16_operand(xts[m])
@@ -994,8 +1049,9 @@ def _prologue_call(
 ):
     """The activation operand from one Pallas launch. ``operand`` "half2" / "int16": pairs
     (Ng, P/2, M, Kwp) uint32 and their scales (Ng, M, Kwp) float32 (``block_scale_f16x2`` /
-    ``block_int16_pairs`` of ``_glvq_transform``; "int16": one scale per bkp rows); "xt":
-    xt (Ng, P, M, Kwp) in ``dtype``."""
+    ``block_int16_pairs`` of ``_glvq_transform``; "int16": one scale per bkp rows); "xt"
+    (``"dot2"``): xt (Ng, P/2, M, 2 Kwp) in ``dtype`` (``interleave_slot_pairs``) and float32
+    row sums of the stored values per program (Ng, Kwp/bkp, M), all M rows a program."""
     m, k = x2.shape
     bits, d = packed.bits, packed.group_dim
     per, kw = packing.codes_per_word(bits), packing.num_words(k, bits)
@@ -1009,7 +1065,10 @@ def _prologue_call(
             jax.ShapeDtypeStruct((ng, m, kwp), jnp.float32),
         )
     else:
-        out_shape = (jax.ShapeDtypeStruct((ng, per, m, kwp), dtype),)
+        out_shape = (
+            jax.ShapeDtypeStruct((ng, per // 2, m, 2 * kwp), dtype),
+            jax.ShapeDtypeStruct((ng, kwp // bkp, m), jnp.float32),
+        )
     return pl.pallas_call(
         kernel,
         grid=(ng, kwp // bkp),
@@ -1022,9 +1081,11 @@ def _prologue_call(
 
 def _glvq_prologue(x2, packed, bs: BlockSizes, interpret: bool = False):
     """Activation transform, (M, K) -> the kernel operands
-    ``xt (Ng, P, Mp, Kwp)`` (``fma2``/``fma2b``: ``(Ng, P/2, Mp, Kwp)`` uint32 float16 pairs),
-    ``xsum (Ng, Mp)`` float32 row sums of exactly the values the kernel multiplies (``fma2b``:
-    a dummy, the kernel sums), and ``rinv`` float32 powers of two undoing the float16 scaling:
+    ``xt (Ng, P, Mp, Kwp)`` (``fma2b``/``idp2``: ``(Ng, P/2, Mp, Kwp)`` uint32 float16/int16
+    pairs; ``dot2``/``dott2``: ``(Ng, P/2, Mp, 2 Kwp)``, ``interleave_slot_pairs``),
+    ``xsum (Ng, Mp)`` float32 row sums of exactly the values the kernel multiplies (``dot2``
+    / ``dott2``: ``(Ng, blocks, Mp)`` partial sums the kernel adds up; ``fma2b`` / ``idp2``: a
+    dummy, the kernel sums), and ``rinv`` float32 powers of two undoing the float16 scaling:
     ``(Mp,)`` (one per row; 1 unless ``fma2``) or, for ``fma2b``, ``(Ng, Mp, Kwp)`` (one per
     word row)."""
     m, k = x2.shape
@@ -1046,8 +1107,9 @@ def _glvq_prologue(x2, packed, bs: BlockSizes, interpret: bool = False):
         pairs, rinv = _prologue_call(x2, packed, kwp, bkp, operand, None, interpret, num_warps=1)
         return pairs, jnp.zeros((1, 1), jnp.float32), rinv  # offset sums: in the kernel
     if bs.mode in ("dot2", "dott2") and bs.prologue == "pallas" and m == mp:
-        (xt,) = _prologue_call(x2, packed, kwp, bkp, "xt", x2.dtype, interpret)
-        return xt, jnp.zeros((1, 1), jnp.float32), jnp.zeros((1,), jnp.float32)
+        # 16 word rows a program: 448 programs at 8192 x 28672 (64: 112, too few to stream)
+        xt, xsum = _prologue_call(x2, packed, kwp, 16, "xt", x2.dtype, interpret)
+        return xt, xsum, jnp.zeros((1,), jnp.float32)  # xsum (Ng, Kwp/bkp, M): the kernel sums
     if bs.mode == "fma2b":
         xt = _glvq_transform_elementwise(x2, packed)  # (Ng, M, K) f32
         xt = jnp.pad(xt, ((0, 0), (0, 0), (0, per * kw - k))).reshape(-1, m, per, kw)
@@ -1068,15 +1130,18 @@ def _glvq_prologue(x2, packed, bs: BlockSizes, interpret: bool = False):
             jnp.zeros((1, 1), jnp.float32),
             rinv.reshape(-1, m, kwp),
         )
-    if bs.mode in ("dot2", "dott2"):  # offset sums are taken in the kernel
+    if bs.mode in ("dot2", "dott2"):
         # Two loop fusions: the transform in its natural (Ng, M, K) layout, then the cast and
-        # the (Ng, P, M, Kw) transpose. XLA's single fusion of both took 21 us (2-bit) and 63 us
-        # (4-bit) at batch 16 on an H100, the two 10.5 us (session 5, pallas_kernels.devtime).
+        # the (Ng, P/2, M, 2 Kw) transpose. XLA's single fusion of transform and transpose took
+        # 21 us (2-bit) and 63 us (4-bit) at batch 16 on an H100, the two 10.5 us (session 5,
+        # pallas_kernels.devtime).
         xt = jax.lax.optimization_barrier(_glvq_transform_elementwise(x2, packed))
         xt = xt.astype(jnp.bfloat16) if x2.dtype == jnp.bfloat16 else round_to_tf32(xt)
-        xt = jnp.pad(xt, ((0, 0), (0, 0), (0, per * kw - k))).reshape(-1, m, per, kw)
-        xt = jnp.pad(jnp.transpose(xt, (0, 2, 1, 3)), ((0, 0), (0, 0), (0, mp - m), (0, kwp - kw)))
-        return xt, jnp.zeros((1, 1), jnp.float32), jnp.zeros((1,), jnp.float32)
+        xt = jnp.pad(xt, ((0, 0), (0, mp - m), (0, per * kw - k))).reshape(-1, mp, per, kw)
+        xsum = jnp.sum(xt.astype(jnp.float32), axis=(2, 3))[:, None]  # (Ng, 1, Mp): multiplied values
+        xt = jnp.pad(xt, ((0, 0), (0, 0), (0, 0), (0, kwp - kw)))
+        xt = jnp.transpose(interleave_slot_pairs(xt), (0, 2, 1, 3))  # (Ng, P/2, Mp, 2 Kwp)
+        return xt, xsum, jnp.zeros((1,), jnp.float32)
     xt = _glvq_transform(x2, packed)  # (Ng, M, K) f32
     rinv = jnp.ones((m,), jnp.float32)
     if bs.mode != "fma":  # the dot multiplies bf16 (bf16 x) or tf32 (f32 x) operands exactly
@@ -1118,7 +1183,7 @@ def _glvq_kernel_call(
         d = group_dim
         ng = rinv.shape[0] // (k * d)
     else:
-        mp, kwp = xt.shape[2], xt.shape[3]
+        mp, kwp = xt.shape[2], xt.shape[3] // (2 if bs.mode in ("dot2", "dott2") else 1)
         steps = kwp // (bs.block_k * bs.split_k)
         k = d = ng = 0
     if interpret:  # the interpreter clamps out-of-range slices; on GPU the mask handles the tail

@@ -59,6 +59,11 @@ CASES = [
     ((2,), 328, 32, 2, 32, jnp.bfloat16, lm.BlockSizes("fma2b", 16, 8, 16, 3, prologue="pallas")),
     ((1,), 264, 48, 4, 16, jnp.float32, lm.BlockSizes("fma2b", 16, 16, 16, 1)),
     ((20,), 264, 48, 2, 48, jnp.bfloat16, lm.BlockSizes("dot2", 16, 16, 16, 2, atomic=True)),
+    # dot2 / dott2 (slot pairs interleaved along K): the all-rows Pallas prologue (its row sums
+    # added up in the kernel), split-K over a ragged tail, f32 (tf32) and 4 bits
+    ((16,), 392, 32, 2, 32, jnp.bfloat16, lm.BlockSizes("dot2", 16, 16, 16, 2, prologue="pallas")),
+    ((3, 16), 136, 48, 4, 16, jnp.float32, lm.BlockSizes("dot2", 16, 16, 16, 1, prologue="pallas")),
+    ((3,), 264, 32, 4, 32, jnp.float32, lm.BlockSizes("dott2", 32, 16, 16, 2)),
     ((1,), 264, 48, 4, 16, jnp.float32, FUSED(16, 8, 3, atomic=True, prefetch=True)),
     ((2,), 200, 32, 2, 32, jnp.bfloat16, FUSED(16, 4, 1, prefetch=True, fused_tile="dk")),
     # the batch-1 4-bit default at large shapes: one Pallas prologue launch, prefetched tiles
@@ -390,9 +395,13 @@ def test_pallas_prologue_matches_xla():
     np.testing.assert_array_equal(got[..., kw:], 0.0)
     scale = np.max(np.abs(xt), axis=2, keepdims=True)
     assert np.all(np.abs(got[..., :kw] - xt) <= scale * 2.0**-11)  # f16 rounding, |xh| < 1
-    (plain,) = lm._prologue_call(x, pk, kwp, 16, "xt", jnp.float32, interpret=True)
-    plain = np.transpose(np.float64(plain), (0, 2, 1, 3))  # tf32-rounded xt
+    plain, psum = lm._prologue_call(x, pk, kwp, 16, "xt", jnp.float32, interpret=True)
+    # "dot2" layout (Ng, P/2, M, 2 Kwp): column 2r + s of pair q is slot q + s P/2 of row r.
+    plain = np.float64(plain).reshape(-1, per // 2, m, kwp, 2)
+    plain = np.transpose(plain, (0, 2, 4, 1, 3)).reshape(-1, m, per, kwp)  # tf32-rounded xt
     np.testing.assert_allclose(plain[..., :kw], xt, rtol=2.0**-10, atol=1e-6)
+    np.testing.assert_array_equal(plain[..., kw:], 0.0)
+    np.testing.assert_allclose(np.sum(psum, axis=1), plain.sum(axis=(2, 3)), rtol=1e-6)
 
 
 def test_idp2_prologues_match_the_transform():
