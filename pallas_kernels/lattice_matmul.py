@@ -734,7 +734,8 @@ def _glvq_kernel(
                     acc = jnp.dot(xv, cv, preferred_element_type=jnp.float32) + acc
             return acc
 
-        acc = jax.lax.fori_loop(0, steps, body_d2, jnp.zeros((bn, bm) if trans else (bm, bn), jnp.float32))
+        init = jnp.zeros((bn, bm) if trans else (bm, bn), jnp.float32)
+        acc = jax.lax.fori_loop(0, steps, body_d2, init)
         acc = acc.T if trans else acc
         sc = sc_ref[pl.ds(n0, bn)]
         # row sums of the multiplied xt, per prologue block (Ng, blocks, Mp); split 0 removes them
@@ -1138,7 +1139,7 @@ def _glvq_prologue(x2, packed, bs: BlockSizes, interpret: bool = False):
         xt = jax.lax.optimization_barrier(_glvq_transform_elementwise(x2, packed))
         xt = xt.astype(jnp.bfloat16) if x2.dtype == jnp.bfloat16 else round_to_tf32(xt)
         xt = jnp.pad(xt, ((0, 0), (0, mp - m), (0, per * kw - k))).reshape(-1, mp, per, kw)
-        xsum = jnp.sum(xt.astype(jnp.float32), axis=(2, 3))[:, None]  # (Ng, 1, Mp): multiplied values
+        xsum = jnp.sum(xt.astype(jnp.float32), axis=(2, 3))[:, None]  # (Ng, 1, Mp) multiplied
         xt = jnp.pad(xt, ((0, 0), (0, 0), (0, 0), (0, kwp - kw)))
         xt = jnp.transpose(interleave_slot_pairs(xt), (0, 2, 1, 3))  # (Ng, P/2, Mp, 2 Kwp)
         return xt, xsum, jnp.zeros((1,), jnp.float32)
