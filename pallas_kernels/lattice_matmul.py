@@ -738,8 +738,7 @@ def _glvq_kernel(
         acc = jax.lax.fori_loop(0, steps, body_d2, init)
         acc = acc.T if trans else acc
         sc = sc_ref[pl.ds(n0, bn)]
-        # row sums of the multiplied xt, per prologue block (Ng, blocks, Mp); split 0 removes them
-        xs = jnp.sum(xsum_ref[g, :, pl.ds(m0, bm)], axis=0)
+        xs = xsum_ref[g, pl.ds(m0, bm)]  # row sums of the multiplied xt; split 0 removes them
         put(pl.ds(m0, bm), (scale_b * acc - off_c * xs[:, None]) * sc[None, :])
     else:
         bm = bs.block_m
@@ -963,21 +962,27 @@ def _xt_slots(x_ref, g_ref, r, gi, *, rows_m, k, kw, per, d, ng, tile="kd"):
     return xts
 
 
-def _xt_rows(x_ref, g_ref, r, gi, *, rows_m, k, kw, per, d, ng):
-    """``_xt_slots`` for all M rows at once: per slot p an (M, bk) float32 tile (gathers of
-    (M, bk, d) activations and (bk, d) generator rows; the dot modes' prologue)."""
-    sd = jnp.arange(d)
-    rows = jnp.arange(rows_m) * k
+def _xt_rows(x_ref, g_ref, r0, gi, slots, *, rows_m, k, kw, d, ng, bk):
+    """``_xt_slots`` for all M rows at once: per slot p of ``slots`` (ints or traced scalars)
+    the (M, bk) float32 tile of word rows
+    ``r0 .. r0 + bk``. With d | bk and d | Kw the tile's K positions ``p Kw + r`` are whole
+    generator blocks, so the tile is ONE small float32 dot: the (M, bk) activations there times
+    the block-diagonal (bk, bk) matrix of their generators' transposes (IEEE float32 FMAs,
+    each activation and generator entry loaded once; the dot modes' prologue)."""
+    rows = jnp.arange(rows_m)
+    c = jnp.arange(bk)
     out = []
-    for p in range(per):
-        kk = p * kw + r
-        valid = (r < kw) & (kk < k)
+    for p in slots:
+        kk = p * kw + r0 + c  # (bk,) K positions of the tile
+        valid = (r0 + c < kw) & (kk < k)
         kc = jnp.where(valid, kk, 0)
-        i, rr = kc // d, kc % d
-        gv = g_ref[((i * ng + gi) * d + rr)[:, None] * d + sd[None, :]]  # (bk, d)
-        xv = x_ref[rows[:, None, None] + (i * d)[None, :, None] + sd[None, None, :]]
-        xt = jnp.sum(xv.astype(jnp.float32) * gv[None], axis=2)  # (M, bk)
-        out.append(jnp.where(valid[None, :], xt, 0.0))
+        xv = x_ref[rows[:, None] * k + kc[None, :]].astype(jnp.float32)  # (M, bk)
+        xv = jnp.where(valid[None, :], xv, 0.0)
+        # bd[j', c] = G[i_c, gi, c % d, j' % d] where j' and c share a generator block
+        same = (c[:, None] // d) == (c[None, :] // d)
+        gidx = (((kc // d) * ng + gi) * d + kc % d)[None, :] * d + (c % d)[:, None]
+        bd = jnp.where(same, g_ref[jnp.where(same, gidx, 0)], 0.0)
+        out.append(jnp.dot(xv, bd, precision=jax.lax.Precision.HIGHEST))
     return out
 
 
@@ -1018,6 +1023,14 @@ def _int16_operand(xts_row):
     return pairs, jnp.broadcast_to(rscale, xts_row[0].shape)
 
 
+def rows_prologue_applies(m: int, mp: int, kw: int, kwp: int, d: int, bkr: int) -> bool:
+    """Whether the dot modes' Pallas prologue (``_xt_rows``) can form xt: M a power of two and
+    no padded rows (one tile of all rows; Triton arrays are powers of two), whole generator
+    blocks per tile (d divides Kw and the bkr rows a program) and bkr divides Kwp. Otherwise
+    the XLA prologue runs."""
+    return m == mp and m & (m - 1) == 0 and kw % d == 0 and bkr % d == 0 and kwp % bkr == 0
+
+
 def _prologue_kernel(x_ref, g_ref, *out_refs, rows_m, k, kw, per, d, ng, bkp, operand):
     """One program per (generator group, bkp word rows): xt = x_i G_i^T for the P slots of
     its words (``_xt_slots``). ``operand``: "half2" the float16 pairs and their power-of-two
@@ -1025,16 +1038,19 @@ def _prologue_kernel(x_ref, g_ref, *out_refs, rows_m, k, kw, per, d, ng, bkp, op
     (``block_int16_pairs``), "xt" xt in the output dtype (the dot modes)."""
     gi, rb = pl.program_id(0), pl.program_id(1)
     r = rb * bkp + jnp.arange(bkp)
-    if operand == "xt":  # "dot2": all rows at once, slot pairs interleaved, row sums
+    if operand == "xt":  # "dot2": one slot pair (program axis 2), all rows, interleaved
         o_ref, xs_ref = out_refs
-        vs = _xt_rows(x_ref, g_ref, r, gi, rows_m=rows_m, k=k, kw=kw, per=per, d=d, ng=ng)
+        q = pl.program_id(2)
+        vs = _xt_rows(
+            x_ref, g_ref, rb * bkp, gi, (q, q + per // 2), rows_m=rows_m, k=k, kw=kw, d=d, ng=ng,
+            bk=bkp,
+        )  # fmt: skip
         # f32 output: rounded so that the tf32 dot multiplies it exactly
         vs = [round_to_tf32(v) if o_ref.dtype == jnp.float32 else v.astype(o_ref.dtype) for v in vs]
-        xs_ref[gi, rb, :] = sum(jnp.sum(v.astype(jnp.float32), axis=1) for v in vs)
-        half = per // 2
-        for q in range(half):
-            pair = jnp.stack([vs[q], vs[q + half]], axis=-1).reshape(rows_m, 2 * bkp)
-            o_ref[gi, q, :, pl.ds(2 * rb * bkp, 2 * bkp)] = pair
+        pair = jnp.stack(vs, axis=-1).reshape(rows_m, 2 * bkp)
+        o_ref[gi, q, :, pl.ds(2 * rb * bkp, 2 * bkp)] = pair
+        xs = jnp.sum(pair.astype(jnp.float32), axis=1)  # (M,) partial row sums of the values
+        xs_ref[gi, rb * (per // 2) + q, :] = xs
         return
     xts = _xt_slots(x_ref, g_ref, r, gi, rows_m=rows_m, k=k, kw=kw, per=per, d=d, ng=ng)
     xp_ref, rinv_ref = out_refs
@@ -1051,8 +1067,8 @@ def _prologue_call(
     """The activation operand from one Pallas launch. ``operand`` "half2" / "int16": pairs
     (Ng, P/2, M, Kwp) uint32 and their scales (Ng, M, Kwp) float32 (``block_scale_f16x2`` /
     ``block_int16_pairs`` of ``_glvq_transform``; "int16": one scale per bkp rows); "xt"
-    (``"dot2"``): xt (Ng, P/2, M, 2 Kwp) in ``dtype`` (``interleave_slot_pairs``) and float32
-    row sums of the stored values per program (Ng, Kwp/bkp, M), all M rows a program."""
+    (``"dot2"``): xt (Ng, P/2, M, 2 Kwp) in ``dtype`` (``interleave_slot_pairs``), one slot
+    pair and all M rows a program, and each program's float32 row sums (Ng, Kwp/bkp * P/2, M)."""
     m, k = x2.shape
     bits, d = packed.bits, packed.group_dim
     per, kw = packing.codes_per_word(bits), packing.num_words(k, bits)
@@ -1068,11 +1084,11 @@ def _prologue_call(
     else:
         out_shape = (
             jax.ShapeDtypeStruct((ng, per // 2, m, 2 * kwp), dtype),
-            jax.ShapeDtypeStruct((ng, kwp // bkp, m), jnp.float32),
+            jax.ShapeDtypeStruct((ng, kwp // bkp * (per // 2), m), jnp.float32),
         )
     return pl.pallas_call(
         kernel,
-        grid=(ng, kwp // bkp),
+        grid=(ng, kwp // bkp) + ((per // 2,) if operand == "xt" else ()),
         out_shape=out_shape,
         compiler_params=plgpu.CompilerParams(num_warps=num_warps, num_stages=1),
         interpret=interpret,
@@ -1084,9 +1100,9 @@ def _glvq_prologue(x2, packed, bs: BlockSizes, interpret: bool = False):
     """Activation transform, (M, K) -> the kernel operands
     ``xt (Ng, P, Mp, Kwp)`` (``fma2b``/``idp2``: ``(Ng, P/2, Mp, Kwp)`` uint32 float16/int16
     pairs; ``dot2``/``dott2``: ``(Ng, P/2, Mp, 2 Kwp)``, ``interleave_slot_pairs``),
-    ``xsum (Ng, Mp)`` float32 row sums of exactly the values the kernel multiplies (``dot2``
-    / ``dott2``: ``(Ng, blocks, Mp)`` partial sums the kernel adds up; ``fma2b`` / ``idp2``: a
-    dummy, the kernel sums), and ``rinv`` float32 powers of two undoing the float16 scaling:
+    ``xsum (Ng, Mp)`` float32 row sums of exactly the values the kernel multiplies (``fma2b``
+    / ``idp2``: a dummy, the kernel sums), and ``rinv`` float32 powers of two undoing the
+    float16 scaling:
     ``(Mp,)`` (one per row; 1 unless ``fma2``) or, for ``fma2b``, ``(Ng, Mp, Kwp)`` (one per
     word row)."""
     m, k = x2.shape
@@ -1107,10 +1123,14 @@ def _glvq_prologue(x2, packed, bs: BlockSizes, interpret: bool = False):
             operand, bkp = "int16", idp_scale_rows(bs, kwp)
         pairs, rinv = _prologue_call(x2, packed, kwp, bkp, operand, None, interpret, num_warps=1)
         return pairs, jnp.zeros((1, 1), jnp.float32), rinv  # offset sums: in the kernel
-    if bs.mode in ("dot2", "dott2") and bs.prologue == "pallas" and m == mp:
-        # 16 word rows a program: 448 programs at 8192 x 28672 (64: 112, too few to stream)
-        xt, xsum = _prologue_call(x2, packed, kwp, 16, "xt", x2.dtype, interpret)
-        return xt, xsum, jnp.zeros((1,), jnp.float32)  # xsum (Ng, Kwp/bkp, M): the kernel sums
+    bkr = max(16, packed.group_dim)  # word rows a program: 448 programs at 8192 x 28672
+    if (
+        bs.mode in ("dot2", "dott2")
+        and bs.prologue == "pallas"
+        and rows_prologue_applies(m, mp, kw, kwp, packed.group_dim, bkr)
+    ):
+        xt, xsum = _prologue_call(x2, packed, kwp, bkr, "xt", x2.dtype, interpret)
+        return xt, jnp.sum(xsum, axis=1), jnp.zeros((1,), jnp.float32)
     if bs.mode == "fma2b":
         xt = _glvq_transform_elementwise(x2, packed)  # (Ng, M, K) f32
         xt = jnp.pad(xt, ((0, 0), (0, 0), (0, per * kw - k))).reshape(-1, m, per, kw)
@@ -1139,7 +1159,7 @@ def _glvq_prologue(x2, packed, bs: BlockSizes, interpret: bool = False):
         xt = jax.lax.optimization_barrier(_glvq_transform_elementwise(x2, packed))
         xt = xt.astype(jnp.bfloat16) if x2.dtype == jnp.bfloat16 else round_to_tf32(xt)
         xt = jnp.pad(xt, ((0, 0), (0, mp - m), (0, per * kw - k))).reshape(-1, mp, per, kw)
-        xsum = jnp.sum(xt.astype(jnp.float32), axis=(2, 3))[:, None]  # (Ng, 1, Mp) multiplied
+        xsum = jnp.sum(xt.astype(jnp.float32), axis=(2, 3))  # (Ng, Mp): the multiplied values
         xt = jnp.pad(xt, ((0, 0), (0, 0), (0, 0), (0, kwp - kw)))
         xt = jnp.transpose(interleave_slot_pairs(xt), (0, 2, 1, 3))  # (Ng, P/2, Mp, 2 Kwp)
         return xt, xsum, jnp.zeros((1,), jnp.float32)

@@ -59,10 +59,12 @@ CASES = [
     ((2,), 328, 32, 2, 32, jnp.bfloat16, lm.BlockSizes("fma2b", 16, 8, 16, 3, prologue="pallas")),
     ((1,), 264, 48, 4, 16, jnp.float32, lm.BlockSizes("fma2b", 16, 16, 16, 1)),
     ((20,), 264, 48, 2, 48, jnp.bfloat16, lm.BlockSizes("dot2", 16, 16, 16, 2, atomic=True)),
-    # dot2 / dott2 (slot pairs interleaved along K): the all-rows Pallas prologue (its row sums
-    # added up in the kernel), split-K over a ragged tail, f32 (tf32) and 4 bits
-    ((16,), 392, 32, 2, 32, jnp.bfloat16, lm.BlockSizes("dot2", 16, 16, 16, 2, prologue="pallas")),
-    ((3, 16), 136, 48, 4, 16, jnp.float32, lm.BlockSizes("dot2", 16, 16, 16, 1, prologue="pallas")),
+    # dot2 / dott2 (slot pairs interleaved along K): the all-rows Pallas prologue (Kw = 24 rows
+    # of 32 padded, split-K), f32 (tf32) and 4 bits; where
+    # it cannot apply (48 rows, Kw = 25) the XLA prologue runs.
+    ((16,), 384, 32, 2, 32, jnp.bfloat16, lm.BlockSizes("dot2", 16, 16, 16, 2, prologue="pallas")),
+    ((32,), 192, 48, 4, 16, jnp.float32, lm.BlockSizes("dot2", 16, 16, 32, 1, prologue="pallas")),
+    ((3, 16), 392, 32, 2, 32, jnp.float32, lm.BlockSizes("dot2", 16, 16, 16, 1, prologue="pallas")),
     ((3,), 264, 32, 4, 32, jnp.float32, lm.BlockSizes("dott2", 32, 16, 16, 2)),
     ((1,), 264, 48, 4, 16, jnp.float32, FUSED(16, 8, 3, atomic=True, prefetch=True)),
     ((2,), 200, 32, 2, 32, jnp.bfloat16, FUSED(16, 4, 1, prefetch=True, fused_tile="dk")),
@@ -395,6 +397,15 @@ def test_pallas_prologue_matches_xla():
     np.testing.assert_array_equal(got[..., kw:], 0.0)
     scale = np.max(np.abs(xt), axis=2, keepdims=True)
     assert np.all(np.abs(got[..., :kw] - xt) <= scale * 2.0**-11)  # f16 rounding, |xh| < 1
+    # The dot modes' all-rows prologue: whole generator blocks per tile (Kw = 24, d = 8).
+    k = 8 * 24
+    kw, kwp = packing.num_words(k, bits), 32
+    assert lm.rows_prologue_applies(m, m, kw, kwp, 8, 16)
+    assert not lm.rows_prologue_applies(m, m, 21, kwp, 8, 16)  # Kw = 21: XLA prologue
+    pk = lm.random_glvq(jax.random.key(bits), k, n, bits, go)
+    x = jax.random.normal(jax.random.key(m), (m, k), jnp.float32) * 3.0
+    xt = np.asarray(lm._glvq_transform(x, pk), np.float64)
+    xt = np.pad(xt, ((0, 0), (0, 0), (0, per * kw - k))).reshape(-1, m, per, kw)
     plain, psum = lm._prologue_call(x, pk, kwp, 16, "xt", jnp.float32, interpret=True)
     # "dot2" layout (Ng, P/2, M, 2 Kwp): column 2r + s of pair q is slot q + s P/2 of row r.
     plain = np.float64(plain).reshape(-1, per // 2, m, kwp, 2)
