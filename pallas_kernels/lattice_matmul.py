@@ -930,9 +930,20 @@ def default_block_sizes(
         )
     if m <= 2:  # FMA work grows with the batch: at batch 4 the tensor-core path already wins
         return BlockSizes(mode="fma", block_n=bn, block_k=32, split_k=split, num_warps=8)
+    if half2:
+        # Session 7 (device time, H100, 8192 x 28672, docs/kernel_notes.md): "dot2" with the
+        # slot pairs interleaved along K on 32-word steps, 2 pipeline stages, split-K to ~1800
+        # programs, the one-launch Pallas prologue: 2-bit batch 16 50.8 us (session 6: 74.1),
+        # 4-bit 69.2 (101.7). Batch 64 on 64-row tiles ran 3x slower than on 32-row tiles.
+        bm = 16 if m <= 16 else 32
+        split = 1
+        while (n // bn) * split < 1792 and split * 2 * 32 <= kw:
+            split *= 2
+        pro = "pallas" if group_dim & (group_dim - 1) == 0 else "xla"
+        # 32-row tiles on 8 warps: 4 spill ~660 B a thread (ptxas, sm_90a) at 2 bits
+        return BlockSizes("dot2", bn, 32, bm, split, 4 if bm == 16 else 8, 2, prologue=pro)
     bm = 16 if m <= 16 else (32 if m <= 32 else 64)
-    mode = "dot2" if half2 else "dot"
-    return BlockSizes(mode=mode, block_n=bn, block_k=bk, block_m=bm, split_k=split, num_warps=4)
+    return BlockSizes(mode="dot", block_n=bn, block_k=bk, block_m=bm, split_k=split, num_warps=4)
 
 
 def _xt_slots(x_ref, g_ref, r, gi, *, rows_m, k, kw, per, d, ng, tile="kd"):
@@ -1021,6 +1032,12 @@ def _int16_operand(xts_row):
     e, rscale = idp_exponent(jnp.max(amax))
     pairs = block_int16_pairs(xts_row, e)
     return pairs, jnp.broadcast_to(rscale, xts_row[0].shape)
+
+
+# The dot modes' Pallas prologue: word rows and warps a program (one slot pair each; 3584
+# programs at 8192 x 28672, 2 bits).
+XT_PROLOGUE_ROWS = 16
+XT_PROLOGUE_WARPS = 4
 
 
 def rows_prologue_applies(m: int, mp: int, kw: int, kwp: int, d: int, bkr: int) -> bool:
@@ -1123,13 +1140,15 @@ def _glvq_prologue(x2, packed, bs: BlockSizes, interpret: bool = False):
             operand, bkp = "int16", idp_scale_rows(bs, kwp)
         pairs, rinv = _prologue_call(x2, packed, kwp, bkp, operand, None, interpret, num_warps=1)
         return pairs, jnp.zeros((1, 1), jnp.float32), rinv  # offset sums: in the kernel
-    bkr = max(16, packed.group_dim)  # word rows a program: 448 programs at 8192 x 28672
+    bkr = max(XT_PROLOGUE_ROWS, packed.group_dim)  # word rows a program
     if (
         bs.mode in ("dot2", "dott2")
         and bs.prologue == "pallas"
         and rows_prologue_applies(m, mp, kw, kwp, packed.group_dim, bkr)
     ):
-        xt, xsum = _prologue_call(x2, packed, kwp, bkr, "xt", x2.dtype, interpret)
+        xt, xsum = _prologue_call(
+            x2, packed, kwp, bkr, "xt", x2.dtype, interpret, num_warps=XT_PROLOGUE_WARPS
+        )
         return xt, jnp.sum(xsum, axis=1), jnp.zeros((1,), jnp.float32)
     if bs.mode == "fma2b":
         xt = _glvq_transform_elementwise(x2, packed)  # (Ng, M, K) f32
