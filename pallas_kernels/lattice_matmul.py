@@ -973,14 +973,17 @@ def _xt_slots(x_ref, g_ref, r, gi, *, rows_m, k, kw, per, d, ng, tile="kd"):
     return xts
 
 
-def _xt_rows(x_ref, g_ref, r0, gi, slots, *, rows_m, k, kw, d, ng, bk):
-    """``_xt_slots`` for all M rows at once: per slot p of ``slots`` (ints or traced scalars)
-    the (M, bk) float32 tile of word rows
-    ``r0 .. r0 + bk``. With d | bk and d | Kw the tile's K positions ``p Kw + r`` are whole
-    generator blocks, so the tile is ONE small float32 dot: the (M, bk) activations there times
-    the block-diagonal (bk, bk) matrix of their generators' transposes (IEEE float32 FMAs,
-    each activation and generator entry loaded once; the dot modes' prologue)."""
+def _xt_rows(x_ref, g_ref, r0, gi, slots, *, rows_m, rows_x, k, kw, d, ng, bk):
+    """``_xt_slots`` for all rows at once: per slot p of ``slots`` (ints or traced scalars)
+    the (rows_m, bk) float32 tile of word rows ``r0 .. r0 + bk`` (rows from ``rows_x`` on,
+    the padding up to the kernel's row blocks, are 0). With d | bk and d | Kw the tile's K
+    positions ``p Kw + r`` are whole generator blocks, so the tile is ONE small float32 dot:
+    the (rows_m, bk) activations there times the block-diagonal (bk, bk) matrix of their
+    generators' transposes (IEEE float32 FMAs, each activation and generator entry loaded
+    once; the dot modes' prologue)."""
     rows = jnp.arange(rows_m)
+    rv = rows < rows_x
+    rows = jnp.where(rv, rows, 0)
     c = jnp.arange(bk)
     out = []
     for p in slots:
@@ -988,7 +991,7 @@ def _xt_rows(x_ref, g_ref, r0, gi, slots, *, rows_m, k, kw, d, ng, bk):
         valid = (r0 + c < kw) & (kk < k)
         kc = jnp.where(valid, kk, 0)
         xv = x_ref[rows[:, None] * k + kc[None, :]].astype(jnp.float32)  # (M, bk)
-        xv = jnp.where(valid[None, :], xv, 0.0)
+        xv = jnp.where(rv[:, None] & valid[None, :], xv, 0.0)
         # bd[j', c] = G[i_c, gi, c % d, j' % d] where j' and c share a generator block
         same = (c[:, None] // d) == (c[None, :] // d)
         gidx = (((kc // d) * ng + gi) * d + kc % d)[None, :] * d + (c % d)[:, None]
@@ -1037,18 +1040,19 @@ def _int16_operand(xts_row):
 # The dot modes' Pallas prologue: word rows and warps a program (one slot pair each; 3584
 # programs at 8192 x 28672, 2 bits).
 XT_PROLOGUE_ROWS = 16
-XT_PROLOGUE_WARPS = 4
+XT_PROLOGUE_WARPS = 1  # 16 rows: 1 warp 7.3 us, 2 warps 8.6, 4 warps 8.9 (2 bits, batch 16)
 
 
 def rows_prologue_applies(m: int, mp: int, kw: int, kwp: int, d: int, bkr: int) -> bool:
-    """Whether the dot modes' Pallas prologue (``_xt_rows``) can form xt: M a power of two and
-    no padded rows (one tile of all rows; Triton arrays are powers of two), whole generator
+    """Whether the dot modes' Pallas prologue (``_xt_rows``) can form xt: the padded row count
+    Mp a power of two (one tile of all rows; Triton arrays are powers of two), whole generator
     blocks per tile (d divides Kw and the bkr rows a program) and bkr divides Kwp. Otherwise
     the XLA prologue runs."""
-    return m == mp and m & (m - 1) == 0 and kw % d == 0 and bkr % d == 0 and kwp % bkr == 0
+    del m
+    return mp & (mp - 1) == 0 and kw % d == 0 and bkr % d == 0 and kwp % bkr == 0
 
 
-def _prologue_kernel(x_ref, g_ref, *out_refs, rows_m, k, kw, per, d, ng, bkp, operand):
+def _prologue_kernel(x_ref, g_ref, *out_refs, rows_m, rows_x, k, kw, per, d, ng, bkp, operand):
     """One program per (generator group, bkp word rows): xt = x_i G_i^T for the P slots of
     its words (``_xt_slots``). ``operand``: "half2" the float16 pairs and their power-of-two
     scales (``block_scale_f16x2``), "int16" int16 pairs and one scale for the bkp rows
@@ -1059,8 +1063,8 @@ def _prologue_kernel(x_ref, g_ref, *out_refs, rows_m, k, kw, per, d, ng, bkp, op
         o_ref, xs_ref = out_refs
         q = pl.program_id(2)
         vs = _xt_rows(
-            x_ref, g_ref, rb * bkp, gi, (q, q + per // 2), rows_m=rows_m, k=k, kw=kw, d=d, ng=ng,
-            bk=bkp,
+            x_ref, g_ref, rb * bkp, gi, (q, q + per // 2), rows_m=rows_m, rows_x=rows_x, k=k,
+            kw=kw, d=d, ng=ng, bk=bkp,
         )  # fmt: skip
         # f32 output: rounded so that the tf32 dot multiplies it exactly
         vs = [round_to_tf32(v) if o_ref.dtype == jnp.float32 else v.astype(o_ref.dtype) for v in vs]
@@ -1079,19 +1083,38 @@ def _prologue_kernel(x_ref, g_ref, *out_refs, rows_m, k, kw, per, d, ng, bkp, op
 
 
 def _prologue_call(
-    x2, packed, kwp: int, bkp: int, operand: str, dtype, interpret: bool, num_warps: int = 4
+    x2,
+    packed,
+    kwp: int,
+    bkp: int,
+    operand: str,
+    dtype,
+    interpret: bool,
+    num_warps: int = 4,
+    rows_out: int | None = None,
 ):
     """The activation operand from one Pallas launch. ``operand`` "half2" / "int16": pairs
     (Ng, P/2, M, Kwp) uint32 and their scales (Ng, M, Kwp) float32 (``block_scale_f16x2`` /
     ``block_int16_pairs`` of ``_glvq_transform``; "int16": one scale per bkp rows); "xt"
     (``"dot2"``): xt (Ng, P/2, M, 2 Kwp) in ``dtype`` (``interleave_slot_pairs``), one slot
-    pair and all M rows a program, and each program's float32 row sums (Ng, Kwp/bkp * P/2, M)."""
-    m, k = x2.shape
+    pair and all M rows a program, and each program's float32 row sums (Ng, Kwp/bkp * P/2, M);
+    ``rows_out`` (>= M, "xt" only): rows of both, zero past M."""
+    rows_x, k = x2.shape
+    m = rows_x if rows_out is None else rows_out
     bits, d = packed.bits, packed.group_dim
     per, kw = packing.codes_per_word(bits), packing.num_words(k, bits)
     ng = packed.generators.shape[1]
     kernel = functools.partial(
-        _prologue_kernel, rows_m=m, k=k, kw=kw, per=per, d=d, ng=ng, bkp=bkp, operand=operand
+        _prologue_kernel,
+        rows_m=m,
+        rows_x=rows_x,
+        k=k,
+        kw=kw,
+        per=per,
+        d=d,
+        ng=ng,
+        bkp=bkp,
+        operand=operand,
     )
     if operand != "xt":
         out_shape = (
@@ -1147,7 +1170,7 @@ def _glvq_prologue(x2, packed, bs: BlockSizes, interpret: bool = False):
         and rows_prologue_applies(m, mp, kw, kwp, packed.group_dim, bkr)
     ):
         xt, xsum = _prologue_call(
-            x2, packed, kwp, bkr, "xt", x2.dtype, interpret, num_warps=XT_PROLOGUE_WARPS
+            x2, packed, kwp, bkr, "xt", x2.dtype, interpret, XT_PROLOGUE_WARPS, rows_out=mp
         )
         return xt, jnp.sum(xsum, axis=1), jnp.zeros((1,), jnp.float32)
     if bs.mode == "fma2b":

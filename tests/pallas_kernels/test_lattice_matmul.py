@@ -60,10 +60,11 @@ CASES = [
     ((1,), 264, 48, 4, 16, jnp.float32, lm.BlockSizes("fma2b", 16, 16, 16, 1)),
     ((20,), 264, 48, 2, 48, jnp.bfloat16, lm.BlockSizes("dot2", 16, 16, 16, 2, atomic=True)),
     # dot2 / dott2 (slot pairs interleaved along K): the all-rows Pallas prologue (Kw = 24 rows
-    # of 32 padded, split-K), f32 (tf32) and 4 bits; where
+    # of 32 padded, split-K; 4 rows padded to 16), f32 (tf32) and 4 bits; where
     # it cannot apply (48 rows, Kw = 25) the XLA prologue runs.
     ((16,), 384, 32, 2, 32, jnp.bfloat16, lm.BlockSizes("dot2", 16, 16, 16, 2, prologue="pallas")),
     ((32,), 192, 48, 4, 16, jnp.float32, lm.BlockSizes("dot2", 16, 16, 32, 1, prologue="pallas")),
+    ((4,), 384, 32, 2, 32, jnp.float32, lm.BlockSizes("dot2", 16, 16, 16, 2, prologue="pallas")),
     ((3, 16), 392, 32, 2, 32, jnp.float32, lm.BlockSizes("dot2", 16, 16, 16, 1, prologue="pallas")),
     ((3,), 264, 32, 4, 32, jnp.float32, lm.BlockSizes("dott2", 32, 16, 16, 2)),
     ((1,), 264, 48, 4, 16, jnp.float32, FUSED(16, 8, 3, atomic=True, prefetch=True)),
