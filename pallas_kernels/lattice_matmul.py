@@ -933,15 +933,20 @@ def default_block_sizes(
     if half2:
         # Session 7 (device time, H100, 8192 x 28672, docs/kernel_notes.md): "dot2" with the
         # slot pairs interleaved along K on 32-word steps, 2 pipeline stages, split-K to ~1800
-        # programs, the one-launch Pallas prologue: 2-bit batch 16 50.8 us (session 6: 74.1),
-        # 4-bit 69.2 (101.7). Batch 64 on 64-row tiles ran 3x slower than on 32-row tiles.
-        bm = 16 if m <= 16 else 32
-        split = 1
-        while (n // bn) * split < 1792 and split * 2 * 32 <= kw:
-            split *= 2
+        # programs, the one-launch Pallas prologue: 2-bit batch 16 49.3 us (session 6: 75.0),
+        # 4-bit 67.0 (101.7). Batch > 16: 32-row tiles (64-row tiles ran 3x slower) on 8 warps
+        # (4 spill ~660 B a thread at 2 bits, ptxas sm_90a), 64-word steps and split-K to ~450
+        # programs (the (split, M, N) partial sums cost 24 us at split 8, batch 64): 141 us
+        # (2 bits, batch 64) vs 171 at split 8.
         pro = "pallas" if group_dim & (group_dim - 1) == 0 else "xla"
-        # 32-row tiles on 8 warps: 4 spill ~660 B a thread (ptxas, sm_90a) at 2 bits
-        return BlockSizes("dot2", bn, 32, bm, split, 4 if bm == 16 else 8, 2, prologue=pro)
+        if m <= 16:
+            bk_d, target, bm, warps = 32, 1792, 16, 4
+        else:
+            bk_d, target, bm, warps = 64, 448, 32, 8
+        split = 1
+        while (n // bn) * split < target and split * 2 * bk_d <= kw:
+            split *= 2
+        return BlockSizes("dot2", bn, bk_d, bm, split, warps, 2, prologue=pro)
     bm = 16 if m <= 16 else (32 if m <= 32 else 64)
     return BlockSizes(mode="dot", block_n=bn, block_k=bk, block_m=bm, split_k=split, num_warps=4)
 
