@@ -35,9 +35,13 @@ Kernel bodies (chosen per shape by ``BlockSizes.mode``):
     more accurate than ``"fma2b"`` and the default for large shapes (session 6). A NaN or inf
     activation makes its row's outputs NaN (``idp_exponent``), as in ``"fma2b"``.
   * ``"dot"`` / ``"dott"``: tensor-core ``dot`` of an xt tile with decoded codes (batch >= 3).
-  * ``"dot2"``: ``"dot"`` with the pair decode into bfloat16 (``decode_pair_bf16``: one shift
-    and one lop3 for two codes, no int->float or float->bf16 conversion), 2 and 4 bits; like
-    ``"fma2b"``, offset sums in the kernel; ``"dott2"`` puts the decoded codes on the M side.
+  * ``"dot2"``: ``"dot"`` with the pair decode into bfloat16 (``pair_bf16x2_bits``: one shift
+    and one lop3 for two codes, no int->float or float->bf16 conversion), 2 and 4 bits. The
+    activation operand holds the pair's two slots next to each other along K
+    (``interleave_slot_pairs``), so each decoded uint32 is one register of the tensor-core
+    operand (session 7); the row sums for the offset come from the prologue (one Pallas
+    launch, ``_xt_rows``, up to ``XT_PROLOGUE_MAX_ROWS`` rows, or XLA ops). ``"dott2"`` puts
+    the decoded codes on the M side.
 Split-K over a second grid axis fills the GPU at small N. The offset and the scales are applied
 inside the kernel (``fuse_epilogue``); with ``split_k == 1`` the kernel writes
 the final output, otherwise one XLA reduction adds the split-K partials, or (``atomic``) the
@@ -94,7 +98,7 @@ class BlockSizes:
       fuse_epilogue: offset, column scales and row scale applied in the kernel (with split_k 1
         the kernel writes the final output); False keeps them in an XLA epilogue (version v2).
       prologue: "fma2b"/"dot2"/"dott2" activation operand from one Pallas launch ("pallas";
-        dot modes only when M is a multiple of block_m), from XLA ops ("xla"), or ("fused",
+        dot2/dott2 where ``rows_prologue_applies``, else XLA), from XLA ops ("xla"), or ("fused",
         "fma2b" only) computed by every program from x and the generators (gathers that hit
         L1/L2; no prologue launch: with split_k 1 the whole call is one launch).
       atomic: split-K partials atomically added (``atomic_add``) into one zeroed float32
@@ -1046,15 +1050,22 @@ def _int16_operand(xts_row):
 # programs at 8192 x 28672, 2 bits).
 XT_PROLOGUE_ROWS = 16
 XT_PROLOGUE_WARPS = 1  # 16 rows: 1 warp 7.3 us, 2 warps 8.6, 4 warps 8.9 (2 bits, batch 16)
+# Review fix: the all-rows tile in one warp does not scale with the batch. H200, 4096 x 4096,
+# 2 bits, bf16, default tiling, host wall time a call: Mp 128 (batch 100) 110 us vs 143 with
+# the XLA prologue, batch 512 555 vs 267, 1024 1822 vs 481, 2048 7780 vs 913 (93 s to
+# compile); batch 4096 did not compile in the ~90 s left of the run. Above this many rows
+# the XLA prologue runs.
+XT_PROLOGUE_MAX_ROWS = 128
 
 
 def rows_prologue_applies(m: int, mp: int, kw: int, kwp: int, d: int, bkr: int) -> bool:
     """Whether the dot modes' Pallas prologue (``_xt_rows``) can form xt: the padded row count
-    Mp a power of two (one tile of all rows; Triton arrays are powers of two), whole generator
-    blocks per tile (d divides Kw and the bkr rows a program) and bkr divides Kwp. Otherwise
-    the XLA prologue runs."""
+    Mp a power of two (one tile of all rows; Triton arrays are powers of two) of at most
+    ``XT_PROLOGUE_MAX_ROWS``, whole generator blocks per tile (d divides Kw and the bkr rows a
+    program) and bkr divides Kwp. Otherwise the XLA prologue runs."""
     del m
-    return mp & (mp - 1) == 0 and kw % d == 0 and bkr % d == 0 and kwp % bkr == 0
+    pow2 = mp & (mp - 1) == 0 and mp <= XT_PROLOGUE_MAX_ROWS
+    return pow2 and kw % d == 0 and bkr % d == 0 and kwp % bkr == 0
 
 
 def _prologue_kernel(x_ref, g_ref, *out_refs, rows_m, rows_x, k, kw, per, d, ng, bkp, operand):
@@ -1109,18 +1120,8 @@ def _prologue_call(
     bits, d = packed.bits, packed.group_dim
     per, kw = packing.codes_per_word(bits), packing.num_words(k, bits)
     ng = packed.generators.shape[1]
-    kernel = functools.partial(
-        _prologue_kernel,
-        rows_m=m,
-        rows_x=rows_x,
-        k=k,
-        kw=kw,
-        per=per,
-        d=d,
-        ng=ng,
-        bkp=bkp,
-        operand=operand,
-    )
+    geometry = dict(rows_m=m, rows_x=rows_x, k=k, kw=kw, per=per, d=d, ng=ng)
+    kernel = functools.partial(_prologue_kernel, bkp=bkp, operand=operand, **geometry)
     if operand != "xt":
         out_shape = (
             jax.ShapeDtypeStruct((ng, per // 2, m, kwp), jnp.uint32),

@@ -67,6 +67,10 @@ CASES = [
     ((4,), 384, 32, 2, 32, jnp.float32, lm.BlockSizes("dot2", 16, 16, 16, 2, prologue="pallas")),
     ((3, 16), 392, 32, 2, 32, jnp.float32, lm.BlockSizes("dot2", 16, 16, 16, 1, prologue="pallas")),
     ((3,), 264, 32, 4, 32, jnp.float32, lm.BlockSizes("dott2", 32, 16, 16, 2)),
+    # Review: the Pallas prologue with K off the codes-per-word multiple (K = 1016 in Kw = 64
+    # words at 2 bits), a ragged last split (Kw = 64 of 96 padded), 17 rows padded to 32, dott2.
+    ((5,), 1016, 32, 2, 32, jnp.bfloat16, lm.BlockSizes("dot2", 16, 16, 16, 3, prologue="pallas")),
+    ((17,), 256, 32, 4, 32, jnp.float32, lm.BlockSizes("dott2", 16, 16, 32, 2, prologue="pallas")),
     ((1,), 264, 48, 4, 16, jnp.float32, FUSED(16, 8, 3, atomic=True, prefetch=True)),
     ((2,), 200, 32, 2, 32, jnp.bfloat16, FUSED(16, 4, 1, prefetch=True, fused_tile="dk")),
     # the batch-1 4-bit default at large shapes: one Pallas prologue launch, prefetched tiles
@@ -403,6 +407,10 @@ def test_pallas_prologue_matches_xla():
     kw, kwp = packing.num_words(k, bits), 32
     assert lm.rows_prologue_applies(m, m, kw, kwp, 8, 16)
     assert not lm.rows_prologue_applies(m, m, 21, kwp, 8, 16)  # Kw = 21: XLA prologue
+    # Review: the one-warp all-rows tile stops at XT_PROLOGUE_MAX_ROWS (batch 2048 compiled
+    # for 93 s and ran 8x slower than the XLA prologue on an H200).
+    assert lm.rows_prologue_applies(100, 128, 24, kwp, 8, 16)
+    assert not lm.rows_prologue_applies(512, 512, 24, kwp, 8, 16)
     pk = lm.random_glvq(jax.random.key(bits), k, n, bits, go)
     x = jax.random.normal(jax.random.key(m), (m, k), jnp.float32) * 3.0
     xt = np.asarray(lm._glvq_transform(x, pk), np.float64)
@@ -561,6 +569,30 @@ def test_idp2_ptx_matches_jnp_twin(bits):
     np.testing.assert_array_equal(regs["$0"], np.asarray(twin, np.int64))
 
 
+@pytest.mark.parametrize("bits", [2, 4])
+def test_pair_bf16x2_ptx_matches_jnp_twin(bits, monkeypatch):
+    # Review: the "dot2" GPU decode (one shift and ONE lop3, inline PTX) run by the emulator
+    # against its jnp form (what the interpreter runs), for every pair.
+    rng = np.random.default_rng(bits + 30)
+    words = rng.integers(0, 2**32, size=(16, 8), dtype=np.uint64).astype(np.uint32)
+    seen = []
+
+    def fake_asm(text, *, args, constraints, pack, result_shape_dtypes):
+        assert constraints == "=r,r,r" and pack == 1
+        seen.append(text)
+        regs = _run_ptx(text, [None, *(np.asarray(a, np.uint32) for a in args)])
+        return [jnp.asarray(np.asarray(regs["$0"], np.uint32).view(np.int32))]
+
+    monkeypatch.setattr(lm.plgpu, "elementwise_inline_asm", fake_asm)
+    for q in range(16 // bits):
+        got = lm.pair_bf16x2_bits(jnp.asarray(words), bits, q, asm=True)
+        want = lm.pair_bf16x2_bits(jnp.asarray(words), bits, q)
+        assert got.dtype == want.dtype == jnp.uint32
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    assert len(seen) == 16 // bits
+    assert all(len([s for s in t.split(";") if "lop3" in s]) == 1 for t in seen)
+
+
 @pytest.mark.parametrize(
     "m,bits,bs",
     [
@@ -585,6 +617,19 @@ def test_kernel_lowers_for_cuda(m, bits, bs):
     text = f.trace(x, pk).lower(lowering_platforms=("cuda",)).as_text()
     pallas_prologue = bs.mode in ("fma2b", "idp2", "dot2", "dott2") and bs.prologue == "pallas"
     assert text.count("__gpu$xla.gpu.triton") == 1 + pallas_prologue
+
+
+def test_dot2_large_batch_takes_the_xla_prologue():
+    # Review fix: the default (prologue="pallas") at a prefill batch lowered the all-rows
+    # Pallas prologue with a (4096, 16) tile in one warp; now one Triton call (the kernel).
+    k, n, go, m = 4096, 512, 256, 4096
+    pk = lm.random_glvq(jax.random.key(0), k, n, 2, go)
+    bs = lm.default_block_sizes(m, k, n, 2, go)
+    assert bs.mode == "dot2" and bs.prologue == "pallas"
+    x = jnp.ones((m, k), jnp.bfloat16)
+    f = jax.jit(lambda x, p: lm._glvq_call(x, p, bs, False))
+    text = f.trace(x, pk).lower(lowering_platforms=("cuda",)).as_text()
+    assert text.count("__gpu$xla.gpu.triton") == 1
 
 
 def test_errors():
