@@ -192,7 +192,7 @@ def decode_pair_bf16(words: jax.Array, bits: int, pair: int) -> tuple[jax.Array,
       (low, high): bfloat16 arrays of ``words``' shape (rows ``pair * Kw + r`` and
       ``(pair + P/2) * Kw + r`` of the planar layout).
     """
-    return bf16x2_halves(pair_bf16x2_bits(words, bits, pair))
+    return halves16(pair_bf16x2_bits(words, bits, pair), jnp.bfloat16)
 
 
 def pair_bf16x2_bits(words: jax.Array, bits: int, pair: int, asm: bool = False) -> jax.Array:
@@ -212,11 +212,6 @@ def pair_bf16x2_bits(words: jax.Array, bits: int, pair: int, asm: bool = False) 
         return jax.lax.bitcast_convert_type(v, jnp.uint32)
     moved = words << jnp.uint32(shift) if shift >= 0 else words >> jnp.uint32(-shift)
     return (moved & jnp.uint32(mask)) | jnp.uint32(_ONE_BF16X2)
-
-
-def bf16x2_halves(v: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """uint32 -> (low, high) 16-bit halves as bfloat16."""
-    return _u16_as(v & jnp.uint32(0xFFFF), jnp.bfloat16), _u16_as(v >> jnp.uint32(16), jnp.bfloat16)
 
 
 def _u16_as(v: jax.Array, dtype) -> jax.Array:
@@ -244,8 +239,14 @@ def f16x2_halves(v: jax.Array) -> tuple[jax.Array, jax.Array]:
 
     Inverse of ``pack_f16x2`` (the register layout of PTX ``f16x2``; arXiv 2510.20984 kernel).
     """
+    return halves16(v, jnp.float16)
+
+
+def halves16(v: jax.Array, dtype) -> tuple[jax.Array, jax.Array]:
+    """Uint32 ``v`` split into its (low, high) 16-bit halves, bitcast to ``dtype`` (float16 or
+    bfloat16), each of v's shape."""
     v = v.astype(jnp.uint32)
-    return _u16_as(v & jnp.uint32(0xFFFF), jnp.float16), _u16_as(v >> jnp.uint32(16), jnp.float16)
+    return _u16_as(v & jnp.uint32(0xFFFF), dtype), _u16_as(v >> jnp.uint32(16), dtype)
 
 
 def pack_f16x2(lo: jax.Array, hi: jax.Array) -> jax.Array:
@@ -729,7 +730,7 @@ def _glvq_kernel(
             for q in range(half):
                 # One dot of K = 2 bk per pair: rows 2r / 2r+1 are slots q / q + P/2 of word row
                 # r, so each decoded uint32 (two bf16 codes) is one register of the MMA operand.
-                cv = interleave_rows(*bf16x2_halves(pair_bf16x2_bits(w, bits, q, asm)))
+                cv = interleave_rows(*halves16(pair_bf16x2_bits(w, bits, q, asm), jnp.bfloat16))
                 xv = xt_ref[g, q, pl.ds(m0, bm), pl.ds(2 * r0, 2 * bk)]
                 cv = cv.astype(xv.dtype)  # f32 x: tf32
                 if trans:
@@ -1058,12 +1059,11 @@ XT_PROLOGUE_WARPS = 1  # 16 rows: 1 warp 7.3 us, 2 warps 8.6, 4 warps 8.9 (2 bit
 XT_PROLOGUE_MAX_ROWS = 128
 
 
-def rows_prologue_applies(m: int, mp: int, kw: int, kwp: int, d: int, bkr: int) -> bool:
+def rows_prologue_applies(mp: int, kw: int, kwp: int, d: int, bkr: int) -> bool:
     """Whether the dot modes' Pallas prologue (``_xt_rows``) can form xt: the padded row count
     Mp a power of two (one tile of all rows; Triton arrays are powers of two) of at most
     ``XT_PROLOGUE_MAX_ROWS``, whole generator blocks per tile (d divides Kw and the bkr rows a
     program) and bkr divides Kwp. Otherwise the XLA prologue runs."""
-    del m
     pow2 = mp & (mp - 1) == 0 and mp <= XT_PROLOGUE_MAX_ROWS
     return pow2 and kw % d == 0 and bkr % d == 0 and kwp % bkr == 0
 
@@ -1074,7 +1074,6 @@ def _prologue_kernel(x_ref, g_ref, *out_refs, rows_m, rows_x, k, kw, per, d, ng,
     scales (``block_scale_f16x2``), "int16" int16 pairs and one scale for the bkp rows
     (``block_int16_pairs``), "xt" xt in the output dtype (the dot modes)."""
     gi, rb = pl.program_id(0), pl.program_id(1)
-    r = rb * bkp + jnp.arange(bkp)
     if operand == "xt":  # "dot2": one slot pair (program axis 2), all rows, interleaved
         o_ref, xs_ref = out_refs
         q = pl.program_id(2)
@@ -1089,6 +1088,7 @@ def _prologue_kernel(x_ref, g_ref, *out_refs, rows_m, rows_x, k, kw, per, d, ng,
         xs = jnp.sum(pair.astype(jnp.float32), axis=1)  # (M,) partial row sums of the values
         xs_ref[gi, rb * (per // 2) + q, :] = xs
         return
+    r = rb * bkp + jnp.arange(bkp)
     xts = _xt_slots(x_ref, g_ref, r, gi, rows_m=rows_m, k=k, kw=kw, per=per, d=d, ng=ng)
     xp_ref, rinv_ref = out_refs
     for m in range(rows_m):
@@ -1173,7 +1173,7 @@ def _glvq_prologue(x2, packed, bs: BlockSizes, interpret: bool = False):
     if (
         bs.mode in ("dot2", "dott2")
         and bs.prologue == "pallas"
-        and rows_prologue_applies(m, mp, kw, kwp, packed.group_dim, bkr)
+        and rows_prologue_applies(mp, kw, kwp, packed.group_dim, bkr)
     ):
         xt, xsum = _prologue_call(
             x2, packed, kwp, bkr, "xt", x2.dtype, interpret, XT_PROLOGUE_WARPS, rows_out=mp

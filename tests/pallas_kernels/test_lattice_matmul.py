@@ -405,12 +405,12 @@ def test_pallas_prologue_matches_xla():
     # The dot modes' all-rows prologue: whole generator blocks per tile (Kw = 24, d = 8).
     k = 8 * 24
     kw, kwp = packing.num_words(k, bits), 32
-    assert lm.rows_prologue_applies(m, m, kw, kwp, 8, 16)
-    assert not lm.rows_prologue_applies(m, m, 21, kwp, 8, 16)  # Kw = 21: XLA prologue
+    assert lm.rows_prologue_applies(m, kw, kwp, 8, 16)
+    assert not lm.rows_prologue_applies(m, 21, kwp, 8, 16)  # Kw = 21: XLA prologue
     # Review: the one-warp all-rows tile stops at XT_PROLOGUE_MAX_ROWS (batch 2048 compiled
     # for 93 s and ran 8x slower than the XLA prologue on an H200).
-    assert lm.rows_prologue_applies(100, 128, 24, kwp, 8, 16)
-    assert not lm.rows_prologue_applies(512, 512, 24, kwp, 8, 16)
+    assert lm.rows_prologue_applies(128, 24, kwp, 8, 16)
+    assert not lm.rows_prologue_applies(512, 24, kwp, 8, 16)
     pk = lm.random_glvq(jax.random.key(bits), k, n, bits, go)
     x = jax.random.normal(jax.random.key(m), (m, k), jnp.float32) * 3.0
     xt = np.asarray(lm._glvq_transform(x, pk), np.float64)
