@@ -41,6 +41,13 @@ _CHUNK = flags.DEFINE_integer("chunk", 64, "Chunk size of the chunked forms.")
 _DTYPE = flags.DEFINE_enum(
     "dtype", "float32", ["float32", "bfloat16"], "Chunk matmul operand dtype (XLA and kernel)."
 )
+_COMPUTE = flags.DEFINE_enum(
+    "compute_dtype",
+    "float32",
+    ["float32", "bfloat16"],
+    "Every mixer's projection/activation dtype (compute_dtype; bfloat16 = mixed precision, "
+    "float32 parameters).",
+)
 _EXACT_MAX = flags.DEFINE_integer("exact_max_len", 4096, "Longest T for the exact Lattice scan.")
 MIXER_NAMES = (
     "lattice_kernel",
@@ -56,10 +63,11 @@ _INTERPRET = flags.DEFINE_bool(
 _DECODE = flags.DEFINE_bool("decode", True, "Also time decoding (step) per context length.")
 
 
-def _mixer(name, width, heads, chunk, dtype, on_gpu, interpret):
+def _mixer(name, width, heads, chunk, dtype, on_gpu, interpret, compute_dtype=None):
     d = width // heads
     rngs = nnx.Rngs(0)
-    lattice = dict(num_heads=heads, num_slots=d, chunk_size=chunk, rngs=rngs)
+    cd = dict(compute_dtype=compute_dtype)
+    lattice = dict(num_heads=heads, num_slots=d, chunk_size=chunk, rngs=rngs, **cd)
     if name == "lattice_kernel":
         # use_kernel=True: an error rather than a silent XLA fallback if the sizes do not fit.
         return LatticeMemory(width, use_kernel=True, interpret=interpret, dtype=dtype, **lattice)
@@ -68,10 +76,11 @@ def _mixer(name, width, heads, chunk, dtype, on_gpu, interpret):
     if name == "lattice_exact":
         return LatticeMemory(width, mode="exact", **lattice)
     if name == "gated_deltanet_chunked":
-        return GatedDeltaNet(width, num_heads=heads, chunk_size=chunk, dtype=dtype, rngs=rngs)
+        kw = dict(num_heads=heads, chunk_size=chunk, dtype=dtype, rngs=rngs, **cd)
+        return GatedDeltaNet(width, **kw)
     if name == "attention":
         impl = "cudnn" if on_gpu else None
-        return SoftmaxAttention(width, num_heads=heads, implementation=impl, rngs=rngs)
+        return SoftmaxAttention(width, num_heads=heads, implementation=impl, rngs=rngs, **cd)
     raise ValueError(f"--mixers: unknown mixer {name!r}, expected a subset of {MIXER_NAMES}.")
 
 
@@ -93,7 +102,8 @@ def bench(quick: bool) -> str:
     act_dtype = jnp.bfloat16 if on_gpu else jnp.float32
     interpret = True if _INTERPRET.value else None
     names = [n.strip() for n in _MIXERS.value if n.strip()]
-    mixers = {n: _mixer(n, width, heads, chunk, dtype, on_gpu, interpret) for n in names}
+    compute = jnp.bfloat16 if _COMPUTE.value == "bfloat16" else None
+    mixers = {n: _mixer(n, width, heads, chunk, dtype, on_gpu, interpret, compute) for n in names}
     kernel_impl = (
         "compiled Pallas"
         if on_gpu and interpret is None
@@ -103,7 +113,7 @@ def bench(quick: bool) -> str:
         f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), width {width}, "
         f"heads {heads}, batch {batch}, chunk {chunk}, XLA chunk matmul dtype {_DTYPE.value}, "
         f"activations {jnp.dtype(act_dtype).name}, lattice_kernel = {kernel_impl} "
-        f"({_DTYPE.value} dot operands), "
+        f"({_DTYPE.value} dot operands), compute dtype {_COMPUTE.value}, "
         f"median of {runs}",
         "",
         "| mixer | T | forward ms | train tokens/s | train step ms | train first call s |",

@@ -36,6 +36,15 @@ _WIDTH = flags.DEFINE_integer("width", 1024, "Model width.")
 _HEADS = flags.DEFINE_list("heads", ["8", "16"], "Head counts (Lattice m = head size).")
 _CHUNK = flags.DEFINE_integer("chunk", 32, "Lattice chunk size.")
 _RUNS = flags.DEFINE_integer("runs", 5, "Timed runs (median).")
+_DTYPE = flags.DEFINE_enum(
+    "dtype", "float32", ["float32", "bfloat16"], "Lattice chunk dot operand dtype (dtype)."
+)
+_COMPUTE = flags.DEFINE_enum(
+    "compute_dtype",
+    "float32",
+    ["float32", "bfloat16"],
+    "Both layers' projection/activation dtype (compute_dtype; bfloat16 = mixed precision).",
+)
 _KERNELS = flags.DEFINE_integer(
     "kernels", 0, "GPU: also list the N costliest kernels of each stubbed layer's train step."
 )
@@ -92,14 +101,25 @@ def main(argv):
     on_gpu = jax.default_backend() == "gpu"
     dtype = jnp.bfloat16 if on_gpu else jnp.float32
     x = jax.random.normal(jax.random.key(0), (_BATCH.value, _SEQ.value, _WIDTH.value), dtype)
-    print(json.dumps(dict(device=jax.devices()[0].device_kind, shape=list(x.shape))), flush=True)
+    info = dict(device=jax.devices()[0].device_kind, shape=list(x.shape), chunk=_CHUNK.value)
+    info.update(dtype=_DTYPE.value, compute_dtype=_COMPUTE.value)
+    print(json.dumps(info), flush=True)
     for heads in (int(h) for h in _HEADS.value):
         d = _WIDTH.value // heads
+        cd = dict(compute_dtype=jnp.bfloat16 if _COMPUTE.value == "bfloat16" else None)
         lat = LatticeMemory(
-            _WIDTH.value, num_heads=heads, num_slots=d, chunk_size=_CHUNK.value, rngs=nnx.Rngs(0)
+            _WIDTH.value,
+            num_heads=heads,
+            num_slots=d,
+            chunk_size=_CHUNK.value,
+            dtype=jnp.dtype(_DTYPE.value),
+            rngs=nnx.Rngs(0),
+            **cd,
         )
         impl = "cudnn" if on_gpu else None
-        att = SoftmaxAttention(_WIDTH.value, num_heads=heads, implementation=impl, rngs=nnx.Rngs(0))
+        att = SoftmaxAttention(
+            _WIDTH.value, num_heads=heads, implementation=impl, rngs=nnx.Rngs(0), **cd
+        )
         row = dict(heads=heads, lattice_scan=lattice_scan_impl(on_gpu, _CHUNK.value, d))
         row["lattice_ms"] = train_step_ms(lat, x, _RUNS.value)
         row["attention_ms"] = train_step_ms(att, x, _RUNS.value)

@@ -219,6 +219,9 @@ def chunk_fwd(
     *,
     normalize: bool = True,
     project: bool = True,
+    differentiable: bool = True,
+    save: Callable[[str, Array], None] | None = None,
+    mask: Callable[[int], Array] | None = None,
 ) -> tuple[Array, Array]:
     """One Lattice chunk (module docstring). arXiv 2504.05646.
 
@@ -229,23 +232,36 @@ def chunk_fwd(
       h: (m, d) float32 memory at the chunk start. r, k: (L, m) read vectors and codes.
       v: (L, d) values. beta: (L,) step sizes (0 for padding tokens). All float32.
       normalize, project: the Lattice switches (``latticejax.rnn.lattice_memory``).
+      differentiable: False applies the inverse with a plain dot instead of ``_solve_with``'s
+        custom VJP (a forward-only kernel: Triton cannot lower a ``custom_vjp_call``).
+      save: called as ``save(name, tile)`` with each tile ``chunk_bwd(saved=True)`` reads
+        instead of recomputing it, as soon as it is final: "t" the inverse (L, L), "e0" (L, d),
+        then with ``project`` "pm" (L, m) and "rhs" (L, d), then "u" (L, d) (``saved_tiles``).
+      mask: ``iota_mask(L)`` (default) or a loader of the same masks.
     Returns:
       o (L, d) read-outs and h' (m, d) the memory at the chunk end, float32.
     """
     inv = jax.lax.rsqrt(jnp.sum(h * h, axis=1) + NORM_EPS)  # (m,) 1 / ||h_i||
     c = k * inv[None, :] if normalize else k
-    mask = iota_mask(c.shape[0])
+    mask = iota_mask(c.shape[0]) if mask is None else mask
     n = beta[:, None] * jnp.where(mask(0), _dot(c, c.T), 0.0)
     t = unit_lower_inverse(n, mask)
     e0 = v - _dot(c, h)
+    save = save or (lambda name, x: None)
+    save("t", t)
+    save("e0", e0)
     rhs = e0
     if project:
-        bp = beta[:, None] * c * (_dot(e0, h.T) * inv[None, :])  # beta_t c_ti (u^_i . e0_t)
+        pm = _dot(e0, h.T)  # (L, m); u^_i . e0_t = pm / ||h_i||
+        save("pm", pm)
+        bp = beta[:, None] * c * (pm * inv[None, :])  # beta_t c_ti (u^_i . e0_t)
         excl = _dot(jnp.where(mask(0), 1.0, 0.0), bp)  # sum over earlier tokens of the chunk
         rhs = e0 + _dot(c * excl * inv[None, :], h)
+        save("rhs", rhs)
         w = 1.0 - (excl + bp) * inv[None, :]  # r~ h - (r~ * (S_incl bp)) u^ = (r~ * w) h
         keep = 1.0 - jnp.sum(bp, axis=0) * inv  # (m,)
-    u = _solve_with(n, t, beta[:, None] * rhs)
+    u = _solve_with(n, t, beta[:, None] * rhs) if differentiable else _dot(t, beta[:, None] * rhs)
+    save("u", u)
     rs = r * inv[None, :] if normalize else r
     o = _dot(rs * w if project else rs, h) + _dot(jnp.where(mask(1), _dot(rs, c.T), 0.0), u)
     h_new = (keep[:, None] * h if project else h) + _dot(c.T, u)
@@ -266,16 +282,20 @@ class DictScratch:
         return self.tiles[name]
 
 
-def _staged_start(load, sc, normalize: bool, mask):
+def _staged_start(load, sc, normalize: bool, mask, saved: bool = False):
     """The start shared by the staged chunk step and its VJP: 1 / slot norms ``inv`` (m,), beta,
     the mask function, codes c and the inverse t parked in ``sc``, and the chunk-start error e0.
-    (c is re-read at each use: nothing but the inverse's tiles is live through the inverse.)"""
+    (c is re-read at each use: nothing but the inverse's tiles is live through the inverse.)
+    ``saved``: t and e0 are loaded (``chunk_fwd(save=True)``'s tiles), not recomputed."""
     h = load("h")
     inv = jax.lax.rsqrt(jnp.sum(h * h, axis=1) + NORM_EPS)
     c = load("k") * inv[None, :] if normalize else load("k")
     sc.put("c", c)
     beta = load("beta")
     mask = iota_mask(c.shape[0]) if mask is None else mask
+    if saved:
+        sc.put("t", load("t"))
+        return inv, beta, mask, load("e0")
     n = beta[:, None] * jnp.where(mask(0), _dot(c, c.T), 0.0)
     sc.put("t", unit_lower_inverse(n, mask))
     e0 = load("v") - _dot(sc.get("c"), load("h"))
@@ -283,7 +303,14 @@ def _staged_start(load, sc, normalize: bool, mask):
 
 
 def chunk_bwd(
-    load, scratch, emit, *, normalize: bool = True, project: bool = True, mask=None
+    load,
+    scratch,
+    emit,
+    *,
+    normalize: bool = True,
+    project: bool = True,
+    mask=None,
+    saved: bool = False,
 ) -> Array:
     """The VJP of ``chunk_fwd`` written out in phases (arXiv 2504.05646).
 
@@ -299,24 +326,29 @@ def chunk_bwd(
       emit: called as ``emit(name, x)`` with the cotangents of "r", "k", "v" and "beta".
       normalize, project: the Lattice switches.
       mask: as in ``chunk_fwd``.
+      saved: ``load`` also gives the forward's tiles "t", "e0", "u" (and "pm", "rhs" with
+        ``project``) from ``chunk_fwd(save=True)``, which are then not recomputed.
     Returns:
       the cotangent of h (m, d) float32.
     """
     sc = scratch
-    inv, beta, mask, e0 = _staged_start(load, sc, normalize, mask)
+    inv, beta, mask, e0 = _staged_start(load, sc, normalize, mask, saved)
     rhs = e0
     if project:
         sc.put("e0", e0)
-        pm = _dot(e0, load("h").T)  # (L, m) e0 h^T; q = pm / ||h_i||
+        pm = load("pm") if saved else _dot(e0, load("h").T)  # (L, m) e0 h^T; q = pm / ||h_i||
         sc.put("pm", pm)
         bp = beta[:, None] * sc.get("c") * (pm * inv[None, :])
         bp_sum = jnp.sum(bp, axis=0)
         sc.put("bp", bp)
         excl = _dot(jnp.where(mask(0), 1.0, 0.0), bp)
         sc.put("excl", excl)
-        rhs = sc.get("e0") + _dot(sc.get("c") * excl * inv[None, :], load("h"))
+        if saved:
+            rhs = load("rhs")
+        else:
+            rhs = sc.get("e0") + _dot(sc.get("c") * excl * inv[None, :], load("h"))
     sc.put("rhs", rhs)
-    sc.put("u", _dot(sc.get("t"), beta[:, None] * rhs))
+    sc.put("u", load("u") if saved else _dot(sc.get("t"), beta[:, None] * rhs))
 
     # h' = h + c^T u - shrink * h, shrink = colsum(bp) / ||h_i||  (every tile re-read at each
     # use: fewer live registers)
@@ -594,13 +626,39 @@ def unsupported_reason(chunk_size: int, m: int, d: int) -> str:
     )
 
 
-# Kernel variants (read when lattice_chunk_scan is traced; the benchmark compares them): the
-# backward, "phased" (chunk_bwd, the one timed and checked on GPU), "transposed" (chunk_bwd_t:
-# the big dots get m = d rows, which 8 warps share instead of duplicating; not yet run on GPU)
-# or "vjp" (jax.vjp(chunk_fwd) per chunk), and whether the forward holds its tiles transposed
-# (chunk_fwd_staged_t: ptxas spill stores at L = 64, 8 warps, 1036 bytes against 1700).
-BACKWARD = "phased"
-FWD_T = True
+# Kernel variants (read when lattice_chunk_scan is traced; the benchmark compares them).
+# BACKWARD: "phased" (chunk_bwd with its tiles parked in scratch slabs), "transposed"
+# (chunk_bwd_t, slabs), "vjp" (jax.vjp(chunk_fwd) per chunk, tiles in registers) or "resident"
+# (chunk_bwd with every tile a value: registers, no slabs and no barriers). FORWARD:
+# "transposed" (chunk_fwd_staged_t, slabs; ptxas spill stores at L = 64, 8 warps, 1036 bytes
+# against 1700 untransposed), "staged" (chunk_fwd_staged, slabs) or "resident" (chunk_fwd with the
+# memory as the loop carry). None (default) picks by the memory's size: the resident kernels
+# while m * d <= RESIDENT_MAX_STATE (one head's memory and the chunk's tiles then fit one
+# program's registers), the slab kernels above.
+BACKWARD = None
+FORWARD = None
+RESIDENT_MAX_STATE = 64 * 64
+# The resident forward saves the tiles the resident backward would recompute (``saved_tiles``:
+# the inverse, e0, u and the projection's pm and rhs, float32, (B, H, N, ...) each).
+SAVE_TILES = True
+# num_warps of the backward kernel (None: the forward's ``num_warps``).
+BACKWARD_WARPS = None
+
+
+def kernel_variants(m: int, d: int) -> tuple[str, str]:
+    """(forward, backward) kernel variants for an (m, d) memory: ``FORWARD`` / ``BACKWARD``
+    when set, else the resident kernels for m * d <= ``RESIDENT_MAX_STATE`` and the slab
+    kernels ("transposed", "phased") above."""
+    resident = m * d <= RESIDENT_MAX_STATE
+    fwd = FORWARD or ("resident" if resident else "transposed")
+    bwd = BACKWARD or ("resident" if resident else "phased")
+    if fwd not in FORWARDS or bwd not in BACKWARDS:
+        raise ValueError(f"unknown kernel variant: FORWARD={fwd!r}, BACKWARD={bwd!r}.")
+    return fwd, bwd
+
+
+FORWARDS = ("transposed", "staged", "resident")
+BACKWARDS = ("phased", "transposed", "vjp", "resident")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -611,6 +669,9 @@ class _Config:
     interpret: bool
     num_warps: int
     backward: str = "phased"  # see BACKWARD
+    forward: str = "transposed"  # see FORWARD
+    save_tiles: bool = True  # see SAVE_TILES
+    backward_warps: int | None = None  # see BACKWARD_WARPS
     save_states: bool = False  # the forward kernel also writes the chunk-start memories
     dot_dtype: str = "float32"  # see DOT_DTYPE
 
@@ -751,11 +812,93 @@ def _fwd_kernel(
                 barrier()  # every warp is done reading h
                 ht_ref[b, hh] = x
 
-        step = chunk_fwd_staged_t if FWD_T else chunk_fwd_staged
+        step = chunk_fwd_staged_t if cfg.forward == "transposed" else chunk_fwd_staged
         step(load, sc, emit, mask=iota_mask(ell, z), **cfg.switches)
         return carry
 
     jax.lax.fori_loop(0, n_chunks, body, 0)
+
+
+def _chunk_inputs(refs, beta_ref, b, sl, hh):
+    """The chunk's token tiles (float32) of ``refs`` (name -> ref) and beta."""
+    ins = {name: _load(ref, b, sl, hh) for name, ref in refs.items()}
+    ins["beta"] = beta_ref[b, sl, hh].astype(jnp.float32)
+    return ins
+
+
+def saved_tiles(ell: int, m: int, d: int, project: bool) -> dict[str, tuple[int, int]]:
+    """Shapes of the per-chunk tiles the resident forward saves for the resident backward
+    (``chunk_fwd(save=True)``, ``chunk_bwd(saved=True)``), in a fixed order."""
+    tiles = dict(t=(ell, ell), e0=(ell, d), u=(ell, d))
+    if project:
+        tiles.update(pm=(ell, m), rhs=(ell, d))
+    return tiles
+
+
+def _fwd_resident_kernel(
+    r_ref, k_ref, v_ref, beta_ref, h0_ref, o_ref, ht_ref, *refs, cfg, n_chunks, names
+):  # fmt: skip
+    """The forward with the memory as the chunk loop's carry and every tile a value (registers):
+    ``chunk_fwd`` per chunk, no scratch slabs and no barriers (cfg.forward == "resident"). With
+    ``cfg.save_states`` it also writes each chunk-start memory to ``refs[0]`` and the tiles
+    ``names`` (``saved_tiles``) to ``refs[1:]``, (B, H, N, ...) each."""
+    b, hh, ell = pl.program_id(0), pl.program_id(1), cfg.chunk_size
+
+    def body(c, h):
+        sl = pl.ds(pl.multiple_of(c * ell, ell), ell)
+        x = _chunk_inputs(dict(r=r_ref, k=k_ref, v=v_ref), beta_ref, b, sl, hh)
+        xs = (x["r"], x["k"], x["v"], x["beta"])
+        if cfg.save_states:
+            refs[0][b, hh, c] = h
+        saved_refs = dict(zip(names, refs[1:]))
+
+        def save(name, tile):
+            if name in saved_refs:
+                saved_refs[name][b, hh, c] = tile
+
+        o, h_new = chunk_fwd(h, *xs, differentiable=False, save=save, **cfg.switches)
+        o_ref[b, sl, hh, :] = o.astype(o_ref.dtype)
+        return h_new
+
+    ht_ref[b, hh] = jax.lax.fori_loop(0, n_chunks, body, h0_ref[b, hh].astype(jnp.float32))
+
+
+def _bwd_resident_kernel(
+    r_ref, k_ref, v_ref, beta_ref, hs_ref, do_ref, dht_ref, *refs, cfg, n_chunks, names
+):  # fmt: skip
+    """The backward with the memory's cotangent as the loop carry and every tile a value:
+    ``chunk_bwd`` per chunk with a ``DictScratch`` (cfg.backward == "resident"). ``names``: the
+    forward's saved tiles in ``refs`` (read, not recomputed; empty after a slab forward)."""
+    n_saved = len(names)
+    saved_refs, (dr_ref, dk_ref, dv_ref, dbeta_ref, dh0_ref) = refs[:n_saved], refs[n_saved:]
+    b, hh, ell = pl.program_id(0), pl.program_id(1), cfg.chunk_size
+    outs = dict(r=dr_ref, k=dk_ref, v=dv_ref)
+
+    def body(i, dh):
+        c = n_chunks - 1 - i
+        sl = pl.ds(pl.multiple_of(c * ell, ell), ell)
+        per_chunk = dict(zip(names, saved_refs), h=hs_ref)
+        ins = dict(r=r_ref, k=k_ref, v=v_ref, do=do_ref)
+
+        def load(name):  # read at each use: fewer live registers than loading up front
+            if name == "dh":
+                return dh
+            if name in per_chunk:
+                return per_chunk[name][b, hh, c]
+            if name == "beta":
+                return beta_ref[b, sl, hh].astype(jnp.float32)
+            return _load(ins[name], b, sl, hh)
+
+        def emit(name, g):
+            if name == "beta":
+                dbeta_ref[b, sl, hh] = g.astype(dbeta_ref.dtype)
+            else:
+                outs[name][b, sl, hh, :] = g.astype(outs[name].dtype)
+
+        kw = dict(saved=bool(names), **cfg.switches)
+        return chunk_bwd(load, DictScratch(), emit, **kw)
+
+    dh0_ref[b, hh] = jax.lax.fori_loop(0, n_chunks, body, dht_ref[b, hh].astype(jnp.float32))
 
 
 class _SlabScratch:
@@ -870,15 +1013,10 @@ def _bwd_vjp_kernel(
     def body(i, dh):
         c = n_chunks - 1 - i
         sl = pl.ds(pl.multiple_of(c * ell, ell), ell)
-        xs = (
-            hs_ref[b, hh, c],
-            _load(r_ref, b, sl, hh),
-            _load(k_ref, b, sl, hh),
-            _load(v_ref, b, sl, hh),
-            beta_ref[b, sl, hh].astype(jnp.float32),
-        )
+        x = _chunk_inputs(dict(r=r_ref, k=k_ref, v=v_ref, do=do_ref), beta_ref, b, sl, hh)
+        xs = (hs_ref[b, hh, c], x["r"], x["k"], x["v"], x["beta"])
         _, vjp = jax.vjp(step, *xs)
-        dh_prev, dr, dk, dv, dbeta = vjp((_load(do_ref, b, sl, hh), dh))
+        dh_prev, dr, dk, dv, dbeta = vjp((x["do"], dh))
         dr_ref[b, sl, hh, :] = dr.astype(dr_ref.dtype)
         dk_ref[b, sl, hh, :] = dk.astype(dk_ref.dtype)
         dv_ref[b, sl, hh, :] = dv.astype(dv_ref.dtype)
@@ -888,26 +1026,46 @@ def _bwd_vjp_kernel(
     dh0_ref[b, hh] = jax.lax.fori_loop(0, n_chunks, body, dht_ref[b, hh].astype(jnp.float32))
 
 
-def _params(cfg):
-    return plgpu.CompilerParams(num_warps=cfg.num_warps, num_stages=1)
+def _params(cfg, backward: bool = False):
+    warps = cfg.backward_warps if backward and cfg.backward_warps else cfg.num_warps
+    return plgpu.CompilerParams(num_warps=warps, num_stages=1)
+
+
+def _saved_names(cfg: _Config, m: int, d: int) -> tuple[str, ...]:
+    """The tiles the forward saves for the backward: ``saved_tiles`` when both are resident."""
+    if cfg.forward == cfg.backward == "resident" and cfg.save_tiles:
+        return tuple(saved_tiles(cfg.chunk_size, m, d, cfg.project))
+    return ()
 
 
 def _fwd_call(cfg: _Config, r, k, v, beta, h0, *, save_states: bool):
-    """Padded inputs (T a multiple of L) -> o (B, Tp, H, d) v.dtype, hT, [hs (B, H, N, m, d)]."""
+    """Padded inputs (T a multiple of L) -> o (B, Tp, H, d) v.dtype, hT and, with
+    ``save_states``, the residuals for the backward: hs (B, H, N, m, d) and the tuple of saved
+    tiles (``_saved_names``; (B, H, N, ...) each)."""
     bsz, tp, hh, m = k.shape
     d, n = v.shape[-1], tp // cfg.chunk_size
     cfg = dataclasses.replace(cfg, save_states=save_states)
-    staged = chunk_fwd_staged_t if FWD_T else chunk_fwd_staged
-    slots, slabs = _slots(staged, cfg.chunk_size, m, d, cfg.normalize, cfg.project)
+    names = _saved_names(cfg, m, d) if save_states else ()
+    tiles = saved_tiles(cfg.chunk_size, m, d, cfg.project)
+    if cfg.forward == "resident":
+        kernel = functools.partial(_fwd_resident_kernel, cfg=cfg, n_chunks=n, names=names)
+        slabs, zero = [tiles[name] for name in names], ()
+    else:
+        staged = chunk_fwd_staged_t if cfg.forward == "transposed" else chunk_fwd_staged
+        slots, slabs = _slots(staged, cfg.chunk_size, m, d, cfg.normalize, cfg.project)
+        kernel = functools.partial(_fwd_kernel, cfg=cfg, n_chunks=n, slots=slots)
+        zero = (jnp.zeros((1,), jnp.int32),)
     out_shape = [
         jax.ShapeDtypeStruct(v.shape, v.dtype),
         jax.ShapeDtypeStruct((bsz, hh, m, d), jnp.float32),
     ]
     if save_states:
         out_shape.append(jax.ShapeDtypeStruct((bsz, hh, n, m, d), jnp.float32))
-    out_shape += [jax.ShapeDtypeStruct((bsz, hh) + sh, jnp.float32) for sh in slabs]
+    # (the resident forward's saved tiles are per chunk; the slab forward's slabs per program)
+    lead = (bsz, hh, n) if cfg.forward == "resident" else (bsz, hh)
+    out_shape += [jax.ShapeDtypeStruct(lead + sh, jnp.float32) for sh in slabs]
     call = pl.pallas_call(
-        functools.partial(_fwd_kernel, cfg=cfg, n_chunks=n, slots=slots),
+        kernel,
         grid=(bsz, hh),
         out_shape=tuple(out_shape),
         compiler_params=_params(cfg),
@@ -915,16 +1073,23 @@ def _fwd_call(cfg: _Config, r, k, v, beta, h0, *, save_states: bool):
         name="lattice_chunk_fwd",
     )
     with dot_operands(cfg.dot_dtype):  # the kernel body is traced here
-        outs = call(r, k, v, beta, h0, jnp.zeros((1,), jnp.int32))
-    return outs[: 3 if save_states else 2]
+        outs = call(r, k, v, beta, h0, *zero)
+    if not save_states:
+        return outs[:2]
+    return outs[0], outs[1], outs[2], tuple(outs[3 : 3 + len(names)])
 
 
-def _bwd_call(cfg: _Config, r, k, v, beta, h0, hs, do, dht):
+def _bwd_call(cfg: _Config, r, k, v, beta, h0, hs, saved, do, dht):
     bsz, _, hh, m = k.shape
     n, d = hs.shape[2], v.shape[3]
     out_shape = [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in (r, k, v, beta)]
     out_shape.append(jax.ShapeDtypeStruct(h0.shape, jnp.float32))  # also the running dh
-    if cfg.backward == "vjp":
+    extra = (jnp.zeros((1,), jnp.int32),)  # the opaque zero
+    if cfg.backward == "resident":
+        names = _saved_names(cfg, m, d)
+        kernel = functools.partial(_bwd_resident_kernel, cfg=cfg, n_chunks=n, names=names)
+        extra = saved  # the forward's tiles
+    elif cfg.backward == "vjp":
         kernel = functools.partial(_bwd_vjp_kernel, cfg=cfg, n_chunks=n)
     else:
         staged = chunk_bwd_t if cfg.backward == "transposed" else chunk_bwd
@@ -935,12 +1100,12 @@ def _bwd_call(cfg: _Config, r, k, v, beta, h0, hs, do, dht):
         kernel,
         grid=(bsz, hh),
         out_shape=tuple(out_shape),
-        compiler_params=_params(cfg),
+        compiler_params=_params(cfg, backward=True),
         interpret=cfg.interpret,
         name="lattice_chunk_bwd",
     )
     with dot_operands(cfg.dot_dtype):
-        outs = call(r, k, v, beta, hs, do, dht, jnp.zeros((1,), jnp.int32))
+        outs = call(r, k, v, beta, hs, do, dht, *extra)
     return (*outs[:4], outs[4].astype(h0.dtype))
 
 
@@ -951,14 +1116,15 @@ def _scan(cfg, r, k, v, beta, h0):
 
 
 def _scan_fwd(cfg, r, k, v, beta, h0):
-    o, ht, hs = _fwd_call(cfg, r, k, v, beta, h0, save_states=True)
-    return (o, ht), (r, k, v, beta, h0, hs)
+    o, ht, hs, saved = _fwd_call(cfg, r, k, v, beta, h0, save_states=True)
+    return (o, ht), (r, k, v, beta, h0, hs, saved)
 
 
 def _scan_bwd(cfg, res, cts):
-    r, k, v, beta, h0, hs = res
+    r, k, v, beta, h0, hs, saved = res
     do, dht = cts
-    return _bwd_call(cfg, r, k, v, beta, h0, hs, do.astype(v.dtype), dht.astype(jnp.float32))
+    do, dht = do.astype(v.dtype), dht.astype(jnp.float32)
+    return _bwd_call(cfg, r, k, v, beta, h0, hs, saved, do, dht)
 
 
 _scan.defvjp(_scan_fwd, _scan_bwd)
@@ -1044,13 +1210,17 @@ def lattice_chunk_scan(
                 r, k, v, beta, h0, chunk_size=chunk_size, normalize=normalize, project=project
             )
         return o.astype(v.dtype), ht
+    forward, backward = kernel_variants(k.shape[3], v.shape[3])
     cfg = _Config(
         chunk_size,
         bool(normalize),
         bool(project),
         bool(interpret),
         num_warps,
-        BACKWARD,
+        backward,
+        forward,
+        SAVE_TILES,
+        BACKWARD_WARPS,
         dot_dtype=dot_dtype.name,
     )
     t = k.shape[1]

@@ -29,6 +29,8 @@ import numpy as np
 from pallas_kernels import lattice_chunk as lc
 from pallas_kernels._timing import median_seconds
 
+_FORWARDS = {"t": "transposed", "n": "staged", "r": "resident"}
+
 
 def _emit(**kw):
     print(json.dumps(kw), flush=True)
@@ -64,18 +66,20 @@ def _median_ms(fn, args, reps):
 
 
 def check(args):
-    b, h, m, d, t, ell = (2, 2, 16, 16, 40, 16) if args.dry_run else (2, 2, 128, 128, 300, 64)
+    b, h, m, d, t, ell = (2, 2, 16, 16, 40, 16) if args.dry_run else (2, 2, args.m, args.m, 300, 64)
     cases = [
-        (bw, dtype, sw)
+        (fwd, bw, dtype, sw)
+        for fwd in args.forwards.split(",")
         for bw in args.backwards.split(",")
         for dtype in args.dtypes.split(",")
         for sw in ((True, True), (False, False))
         if dtype == "float32" or sw == (True, True)  # bf16: one setting (compile time)
     ]
-    for bw, dtype, (normalize, project) in cases:
-        tag = dict(section="check", backward=bw, dtype=dtype, normalize=normalize, project=project)
+    for fwd, bw, dtype, (normalize, project) in cases:
+        tag = dict(section="check", forward=fwd, backward=bw, dtype=dtype, m=m)
+        tag.update(normalize=normalize, project=project)
         try:
-            lc.BACKWARD = bw
+            lc.BACKWARD, lc.FORWARD = bw, _FORWARDS[fwd]
             xs, (w, g) = _inputs(jax.random.key(0), b, t, h, m, d, jnp.dtype(dtype))
             kw = dict(chunk_size=ell, normalize=normalize, project=project)
 
@@ -133,7 +137,7 @@ def timing(args):
             for name, nw in variants:
                 if name.startswith("kernel"):
                     _, lc.BACKWARD, fwd, dd = name.split("_")
-                    lc.FWD_T = fwd == "t"
+                    lc.FORWARD = _FORWARDS[fwd]
 
                     def fn(*a, ell=ell, nw=nw, dd=dd):
                         return lc.lattice_chunk_scan(
@@ -148,6 +152,7 @@ def timing(args):
                     tag = dict(
                         section="time", impl=name, mode=mode, batch=b, heads=h, m=m, d=d,
                         seq=t, chunk=ell, num_warps=nw, dtype=str(dtype),
+                        save_tiles=args.save_tiles, backward_warps=args.backward_warps,
                     )  # fmt: skip
                     try:
                         if mode == "fwd":
@@ -174,17 +179,28 @@ def main(argv=None):
     p.add_argument(
         "--backwards",
         default="phased",
-        help="backward kernels: phased (chunk_bwd, default), transposed (chunk_bwd_t) and/or vjp"
-        " (jax.vjp per chunk; heavy spills, minutes of ptxas)",
+        help="backward kernels: phased (chunk_bwd with slabs, default), transposed (chunk_bwd_t),"
+        " vjp (jax.vjp per chunk; heavy spills at m = d = 128, minutes of ptxas) and/or resident"
+        " (chunk_bwd in registers, for small memories)",
     )
     p.add_argument(
         "--forwards",
         default="t",
-        help="forward kernels: t (tiles held transposed, default) and/or n (not transposed)",
+        help="forward kernels: t (slabs, tiles held transposed, default), n (slabs, not"
+        " transposed) and/or r (resident: registers, for small memories)",
+    )
+    p.add_argument(
+        "--save_tiles",
+        type=int,
+        default=1,
+        help="1: the resident forward saves the backward's tiles (SAVE_TILES), 0: recompute",
+    )
+    p.add_argument(
+        "--backward_warps", type=int, default=0, help="num_warps of the backward (0: --warps)"
     )
     p.add_argument("--seq", type=int, default=8192)
     p.add_argument("--heads", type=int, default=8)
-    p.add_argument("--m", type=int, default=128, help="slots = head size")
+    p.add_argument("--m", type=int, default=128, help="slots = head size (time and check)")
     p.add_argument(
         "--dot_dtypes", default="float32", help="time: kernel dot operand dtypes (dot_dtype)"
     )
@@ -199,6 +215,8 @@ def main(argv=None):
     )
     args = p.parse_args(argv)
     args.interpret = True if args.dry_run else False
+    lc.SAVE_TILES = bool(args.save_tiles)
+    lc.BACKWARD_WARPS = args.backward_warps or None
     _emit(section="env", jax=jax.__version__, devices=[str(x) for x in jax.devices()])
     sections = args.sections.split(",")
     if "check" in sections:

@@ -87,6 +87,16 @@ class ShortConv(nnx.Module):
         return window[:, 1:], y
 
 
+def projection(d_in: int, d_out: int, compute_dtype, *, rngs: nnx.Rngs) -> nnx.Linear:
+    """A bias-free projection with float32 parameters computing in ``compute_dtype``.
+
+    ``compute_dtype`` None promotes the input with the float32 parameters (float32 math for a
+    bf16 input); ``jnp.bfloat16`` gives mixed precision: the input and the weight cast to bf16,
+    a bf16 product (float32 accumulation) and bf16 activations downstream.
+    """
+    return nnx.Linear(d_in, d_out, use_bias=False, dtype=compute_dtype, rngs=rngs)
+
+
 def head_rms_norm(x: jax.Array, scale: jax.Array, eps: float = 1e-6) -> jax.Array:
     """RMS normalization over the last axis of x (..., H, d) with scale (H, d)."""
     x32 = x.astype(jnp.float32)
@@ -95,8 +105,9 @@ def head_rms_norm(x: jax.Array, scale: jax.Array, eps: float = 1e-6) -> jax.Arra
 
 
 def l2_normalize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
-    """x / ||x|| over the last axis (eps-guarded)."""
-    return x * jax.lax.rsqrt(jnp.sum(x * x, axis=-1, keepdims=True) + eps)
+    """x / ||x|| over the last axis (eps-guarded), computed in float32, returned in x's dtype."""
+    x32 = x.astype(jnp.float32)
+    return (x32 * jax.lax.rsqrt(jnp.sum(x32 * x32, axis=-1, keepdims=True) + eps)).astype(x.dtype)
 
 
 MODES = ("chunked", "exact")

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from latticejax.rnn._layers import check_heads, check_state_batch
+from latticejax.rnn._layers import check_heads, check_state_batch, projection
 
 Array = jax.Array
 
@@ -39,6 +39,8 @@ class SoftmaxAttention(nnx.Module):
       d_model: width; num_heads must divide it (even head size). implementation: passed to
         ``jax.nn.dot_product_attention`` (None = XLA default, 'cudnn' = flash attention on GPU).
       max_len: default cache length for ``init_state``.
+      compute_dtype: the projections' and activations' dtype (``_layers.projection``; None
+        promotes with the float32 parameters, ``jnp.bfloat16`` is mixed precision).
     """
 
     def __init__(
@@ -48,13 +50,14 @@ class SoftmaxAttention(nnx.Module):
         num_heads: int = 4,
         implementation: str | None = None,
         max_len: int = 4096,
+        compute_dtype=None,
         rngs: nnx.Rngs,
     ):
         self.head_dim = check_heads(d_model, num_heads)
         if self.head_dim % 2:
             raise ValueError(f"head size d_model/num_heads={self.head_dim} must be even for RoPE.")
         self.num_heads, self.implementation, self.max_len = num_heads, implementation, max_len
-        lin = lambda i, o: nnx.Linear(i, o, use_bias=False, rngs=rngs)
+        lin = lambda i, o: projection(i, o, compute_dtype, rngs=rngs)
         self.qkv_proj, self.out_proj = lin(d_model, 3 * d_model), lin(d_model, d_model)
 
     def _qkv(self, x: Array, pos: Array):

@@ -28,6 +28,8 @@ class DeltaNet(nnx.Module):
       d_model: width; num_heads must divide it. gated: add the input-dependent decay alpha_t.
       mode: 'chunked' (WY form, default) or 'exact' (token scan). chunk_size: chunk length.
       conv_size: short convolution width (0 disables). dtype: chunk matmul operand dtype.
+      compute_dtype: the projections' and activations' dtype (``_layers.projection``; None
+        promotes with the float32 parameters, ``jnp.bfloat16`` is mixed precision).
     """
 
     def __init__(
@@ -40,12 +42,13 @@ class DeltaNet(nnx.Module):
         chunk_size: int = 64,
         conv_size: int = 4,
         dtype=jnp.float32,
+        compute_dtype=None,
         rngs: nnx.Rngs,
     ):
         self.head_dim = _layers.check_mixer_args(d_model, num_heads, chunk_size, mode)
         self.num_heads, self.gated, self.mode = num_heads, gated, mode
         self.chunk_size, self.dtype = chunk_size, dtype
-        lin = lambda i, o: nnx.Linear(i, o, use_bias=False, rngs=rngs)
+        lin = lambda i, o: _layers.projection(i, o, compute_dtype, rngs=rngs)
         self.qkv_proj = lin(d_model, 3 * d_model)
         self.beta_proj = nnx.Linear(d_model, num_heads, rngs=rngs)
         self.decay_proj = nnx.Linear(d_model, num_heads, rngs=rngs) if gated else None

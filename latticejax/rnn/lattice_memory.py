@@ -370,7 +370,10 @@ class LatticeMemory(nnx.Module):
       eta_fn: 'sigmoid' or 'softplus' for the input-dependent step size.
       conv_size: short convolution width (0 disables it). dtype: chunk matmul operand dtype of
         the chunk scan, float32 or bfloat16 for the fused kernel (its ``dot_dtype``; state,
-        inverse and sums stay float32), any float dtype for the XLA scan.
+        inverse and sums stay float32), any float dtype for the XLA scan. compute_dtype: the
+        projections' and activations' dtype (``_layers.projection``): None promotes with the
+        float32 parameters, ``jnp.bfloat16`` is mixed precision (bf16 q/k/v, gate and output
+        projections and activations; step sizes, norms and the memory stay float32).
       use_kernel: the chunk scan's implementation (``lattice_chunked``): None the fused Pallas
         kernel on a CUDA GPU where it applies (no decay, n_refine=0, dtype float32/bfloat16,
         chunk_size, num_slots and head size powers of two >= 16; one device, chunk_size <= 64,
@@ -396,6 +399,7 @@ class LatticeMemory(nnx.Module):
         eta_fn: str = "sigmoid",
         conv_size: int = 4,
         dtype=jnp.float32,
+        compute_dtype=None,
         use_kernel: bool | None = None,
         interpret: bool | None = None,
         rngs: nnx.Rngs,
@@ -426,7 +430,8 @@ class LatticeMemory(nnx.Module):
         self.normalize, self.project, self.readout = normalize, project, readout
         self.decay, self.eta_fn, self.conv_size = decay, eta_fn, conv_size
         hm, hd = num_heads * num_slots, d_model
-        lin = lambda i, o: nnx.Linear(i, o, use_bias=False, rngs=rngs)
+        self.compute_dtype = compute_dtype
+        lin = lambda i, o: _layers.projection(i, o, compute_dtype, rngs=rngs)
         self.q_proj, self.k_proj, self.v_proj = lin(d_model, hm), lin(d_model, hm), lin(d_model, hd)
         self.eta_proj = nnx.Linear(d_model, num_heads, rngs=rngs)
         self.decay_proj = nnx.Linear(d_model, num_heads, rngs=rngs) if decay else None
@@ -457,7 +462,12 @@ class LatticeMemory(nnx.Module):
         return _layers.gated_output(x, o, self.norm_scale[...], self.gate_proj, self.out_proj)
 
     def _qkv(self, x: Array) -> Array:
-        return jnp.concatenate([self.q_proj(x), self.k_proj(x), self.v_proj(x)], axis=-1)
+        """q, k, v channels (..., 2 hm + d_model) as ONE matmul with the three weights side by
+        side (no concatenation of activations, forward or backward)."""
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        w = jnp.concatenate([p.kernel[...] for p in projs], axis=1)
+        dtype = self.compute_dtype or jnp.result_type(x.dtype, w.dtype)
+        return jnp.dot(x.astype(dtype), w.astype(dtype))
 
     def __call__(self, x: Array) -> Array:
         qkv = _layers.mixer_inputs(x, self._qkv, self.conv)

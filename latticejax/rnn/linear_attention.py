@@ -71,6 +71,8 @@ class LinearAttention(nnx.Module):
 
     ``__call__``: x (B, T, d_model) -> (B, T, d_model); ``init_state(batch)``;
     ``step(state, x_t (B, d_model)) -> (state, y_t)``. num_heads must divide d_model.
+    dtype: chunk matmul operand dtype. compute_dtype: the projections' and activations' dtype
+    (``_layers.projection``; None promotes with the float32 parameters).
     """
 
     def __init__(
@@ -82,11 +84,12 @@ class LinearAttention(nnx.Module):
         chunk_size: int = 64,
         conv_size: int = 4,
         dtype=jnp.float32,
+        compute_dtype=None,
         rngs: nnx.Rngs,
     ):
         self.head_dim = _layers.check_mixer_args(d_model, num_heads, chunk_size, mode)
         self.num_heads, self.mode, self.chunk_size, self.dtype = num_heads, mode, chunk_size, dtype
-        lin = lambda i, o: nnx.Linear(i, o, use_bias=False, rngs=rngs)
+        lin = lambda i, o: _layers.projection(i, o, compute_dtype, rngs=rngs)
         self.qkv_proj = lin(d_model, 3 * d_model)
         self.conv = _layers.ShortConv(3 * d_model, conv_size, rngs=rngs) if conv_size else None
         self.gate_proj, self.out_proj = lin(d_model, d_model), lin(d_model, d_model)

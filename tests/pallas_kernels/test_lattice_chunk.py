@@ -73,10 +73,12 @@ def _rel(a, b):
 
 
 @pytest.mark.parametrize(
-    "normalize, project, transposed", [(*sw, True) for sw in SWITCHES] + [(True, True, False)]
+    "normalize, project, forward",
+    [(*sw, fwd) for sw in SWITCHES for fwd in ("transposed", "resident")]
+    + [(True, True, "staged")],
 )
-def test_forward_matches_reference_and_numpy(normalize, project, transposed, monkeypatch):
-    monkeypatch.setattr(lc, "FWD_T", transposed)
+def test_forward_matches_reference_and_numpy(normalize, project, forward, monkeypatch):
+    monkeypatch.setattr(lc, "FORWARD", forward)
     xs = _inputs(0)
     kw = dict(chunk_size=L, normalize=normalize, project=project)
     o, ht = lc.lattice_chunk_scan(*xs, interpret=True, **kw)
@@ -130,10 +132,13 @@ def test_phased_chunk_bwd_matches_vjp(normalize, project, bwd):
         (False, False, "phased"),
         (True, True, "transposed"),
         (True, True, "vjp"),
+        (True, True, "resident"),
+        (False, False, "resident"),
     ],
 )
 def test_gradients_match_reference(normalize, project, backward, monkeypatch):
     monkeypatch.setattr(lc, "BACKWARD", backward)
+    monkeypatch.setattr(lc, "FORWARD", "resident" if backward == "resident" else "transposed")
     xs = _inputs(1)
     kw = dict(chunk_size=L, normalize=normalize, project=project)
     kw_ = jax.random.split(jax.random.key(2))
@@ -281,3 +286,13 @@ def test_dot_dtype_of_the_call_reaches_the_reference_backward():
     assert 1e-5 < _rel(want_bf16[0], want_f32[0]) < 5e-2  # the two really differ
     with pytest.raises(ValueError, match="dot_dtype must be float32 or bfloat16, got 'bf16'"):
         lc.lattice_chunk_scan(r, k, v, beta, h0, chunk_size=L, dot_dtype="bf16")
+
+
+def test_kernel_variants_by_memory_size(monkeypatch):
+    assert lc.kernel_variants(64, 64) == ("resident", "resident")
+    assert lc.kernel_variants(128, 128) == ("transposed", "phased")
+    monkeypatch.setattr(lc, "BACKWARD", "vjp")
+    assert lc.kernel_variants(64, 64) == ("resident", "vjp")
+    monkeypatch.setattr(lc, "FORWARD", "slabs")
+    with pytest.raises(ValueError, match="unknown kernel variant"):
+        lc.kernel_variants(64, 64)
