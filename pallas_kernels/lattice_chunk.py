@@ -643,6 +643,7 @@ RESIDENT_MAX_STATE = 64 * 64
 SAVE_TILES = True
 # num_warps of the backward kernel (None: the forward's ``num_warps``).
 BACKWARD_WARPS = None
+RESIDENT_BARRIERS = True
 
 
 def kernel_variants(m: int, d: int) -> tuple[str, str]:
@@ -873,6 +874,7 @@ def _bwd_resident_kernel(
     saved_refs, (dr_ref, dk_ref, dv_ref, dbeta_ref, dh0_ref) = refs[:n_saved], refs[n_saved:]
     b, hh, ell = pl.program_id(0), pl.program_id(1), cfg.chunk_size
     outs = dict(r=dr_ref, k=dk_ref, v=dv_ref)
+    barrier = (lambda: None) if cfg.interpret else plgpu.debug_barrier
 
     def body(i, dh):
         c = n_chunks - 1 - i
@@ -884,6 +886,8 @@ def _bwd_resident_kernel(
             if name == "dh":
                 return dh
             if name in per_chunk:
+                if RESIDENT_BARRIERS:
+                    barrier()  # keeps Triton from merging the loads into one long-lived tile
                 return per_chunk[name][b, hh, c]
             if name == "beta":
                 return beta_ref[b, sl, hh].astype(jnp.float32)
