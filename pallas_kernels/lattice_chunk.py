@@ -633,24 +633,33 @@ def unsupported_reason(chunk_size: int, m: int, d: int) -> str:
 # "transposed" (chunk_fwd_staged_t, slabs; ptxas spill stores at L = 64, 8 warps, 1036 bytes
 # against 1700 untransposed), "staged" (chunk_fwd_staged, slabs) or "resident" (chunk_fwd with the
 # memory as the loop carry). None (default) picks by the memory's size: the resident kernels
-# while m * d <= RESIDENT_MAX_STATE (one head's memory and the chunk's tiles then fit one
-# program's registers), the slab kernels above.
+# while m * d <= RESIDENT_MAX_STATE and the chunk is at most RESIDENT_MAX_CHUNK tokens (one
+# head's memory and the chunk's tiles then fit one program's registers, with few spills), the
+# slab kernels otherwise. H200, B 16, 16 heads, m = d = 64, T 8192, bf16 dots: resident chunk 16
+# forward 2.9 ms / forward + backward 18-19 ms against 4.95 / 22.6 ms (slabs, chunk 32, H100);
+# at chunk 64 the resident backward spills and is slower (34.4 ms).
 BACKWARD = None
 FORWARD = None
 RESIDENT_MAX_STATE = 64 * 64
+RESIDENT_MAX_CHUNK = 32
 # The resident forward saves the tiles the resident backward would recompute (``saved_tiles``:
 # the inverse, e0, u and the projection's pm and rhs, float32, (B, H, N, ...) each).
 SAVE_TILES = True
-# num_warps of the backward kernel (None: the forward's ``num_warps``).
+# num_warps of the backward kernel (None: 8 for the resident backward (ptxas spill stores at
+# chunk 16, m = d = 64: 280 B against 1076 B with 4 warps; 18.5 vs 19.2 ms forward + backward),
+# else the forward's ``num_warps``).
 BACKWARD_WARPS = None
+# A block barrier before each load of the memory / saved tiles in the resident backward, so that
+# Triton re-reads them rather than keeping them live (fewer spills at chunk 16: 1.1 KB vs 1.3 KB).
 RESIDENT_BARRIERS = True
 
 
-def kernel_variants(m: int, d: int) -> tuple[str, str]:
-    """(forward, backward) kernel variants for an (m, d) memory: ``FORWARD`` / ``BACKWARD``
-    when set, else the resident kernels for m * d <= ``RESIDENT_MAX_STATE`` and the slab
-    kernels ("transposed", "phased") above."""
-    resident = m * d <= RESIDENT_MAX_STATE
+def kernel_variants(m: int, d: int, chunk_size: int = 16) -> tuple[str, str]:
+    """(forward, backward) kernel variants for an (m, d) memory and chunk length:
+    ``FORWARD`` / ``BACKWARD`` when set, else the resident kernels for m * d <=
+    ``RESIDENT_MAX_STATE`` and chunk_size <= ``RESIDENT_MAX_CHUNK``, the slab kernels
+    ("transposed", "phased") otherwise."""
+    resident = m * d <= RESIDENT_MAX_STATE and chunk_size <= RESIDENT_MAX_CHUNK
     fwd = FORWARD or ("resident" if resident else "transposed")
     bwd = BACKWARD or ("resident" if resident else "phased")
     if fwd not in FORWARDS or bwd not in BACKWARDS:
@@ -1171,10 +1180,12 @@ def lattice_chunk_scan(
     """The chunked Lattice memory scan (arXiv 2504.05646) as fused Pallas kernels.
 
     The forward kernel runs one program per (sequence, head) that loops over the chunks with the
-    memory on chip (``chunk_fwd``'s values per chunk, as ``chunk_fwd_staged_t``); under
-    differentiation it also stores the chunk-start memories (B, H, N, m, d) float32, and the
-    backward kernel walks the chunks in reverse with the memory's cotangent on chip, applying
-    the hand-written VJP ``chunk_bwd`` per chunk (``BACKWARD``).
+    memory on chip (``chunk_fwd``'s values per chunk); under differentiation it also stores the
+    chunk-start memories (B, H, N, m, d) float32, and the backward kernel walks the chunks in
+    reverse with the memory's cotangent on chip, applying the hand-written VJP ``chunk_bwd`` per
+    chunk. Small memories (m * d <= 64 * 64, chunk <= 32) run the resident kernels (memory and
+    tiles in registers; the forward also saves the backward's tiles), larger ones the slab
+    kernels (tiles parked in L2-resident scratch); ``kernel_variants``.
 
     Args:
       r, k: (B, T, H, m) read vectors and codes. v: (B, T, H, d) values. beta: (B, T, H) step
@@ -1187,7 +1198,9 @@ def lattice_chunk_scan(
       interpret: ``pallas_kernels._dispatch.use_kernel``: None runs the compiled kernel on CUDA
         and ``lattice_chunk_reference`` elsewhere; True the Pallas interpreter; False the compiled
         kernel (ValueError off GPU).
-      num_warps: Triton warps per program (default 8; one of 1, 2, 4, 8, 16).
+      num_warps: Triton warps per program (one of 1, 2, 4, 8, 16; default 4 for the resident
+        forward, 8 for the slab kernels: ``kernel_variants``); the resident backward takes 8
+        (``BACKWARD_WARPS`` overrides the backward's).
       dot_dtype: operand dtype of the chunk's dots (``DOT_DTYPE``; a dtype or its name):
         float32 (tf32 on GPU) or bfloat16 (faster, bf16 rounding). The triangular inverse is
         formed in float32 (its product with the right-hand side takes ``dot_dtype`` operands like
@@ -1203,8 +1216,9 @@ def lattice_chunk_scan(
     reason = unsupported_reason(chunk_size, k.shape[3], v.shape[3])
     if reason:
         raise ValueError(reason)
-    if num_warps is None:
-        num_warps = 8
+    forward, backward = kernel_variants(k.shape[3], v.shape[3], chunk_size)
+    if num_warps is None:  # the resident forward is fastest with 4 (2.9 vs 5.2 ms with 8)
+        num_warps = 4 if forward == "resident" else 8
     if num_warps not in (1, 2, 4, 8, 16):
         raise ValueError(f"num_warps must be one of 1, 2, 4, 8, 16, got {num_warps}.")
     dot_dtype = _check_dot_dtype(dot_dtype)
@@ -1214,7 +1228,6 @@ def lattice_chunk_scan(
                 r, k, v, beta, h0, chunk_size=chunk_size, normalize=normalize, project=project
             )
         return o.astype(v.dtype), ht
-    forward, backward = kernel_variants(k.shape[3], v.shape[3])
     cfg = _Config(
         chunk_size,
         bool(normalize),
@@ -1224,7 +1237,7 @@ def lattice_chunk_scan(
         backward,
         forward,
         SAVE_TILES,
-        BACKWARD_WARPS,
+        BACKWARD_WARPS or (8 if backward == "resident" else None),
         dot_dtype=dot_dtype.name,
     )
     t = k.shape[1]

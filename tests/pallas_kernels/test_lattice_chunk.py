@@ -290,6 +290,7 @@ def test_dot_dtype_of_the_call_reaches_the_reference_backward():
 
 def test_kernel_variants_by_memory_size(monkeypatch):
     assert lc.kernel_variants(64, 64) == ("resident", "resident")
+    assert lc.kernel_variants(64, 64, 64) == ("transposed", "phased")  # chunk > 32
     assert lc.kernel_variants(128, 128) == ("transposed", "phased")
     monkeypatch.setattr(lc, "BACKWARD", "vjp")
     assert lc.kernel_variants(64, 64) == ("resident", "vjp")
