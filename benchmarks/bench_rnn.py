@@ -138,11 +138,17 @@ def bench(quick: bool) -> str:
             if name == "lattice_exact" and t > exact_max:
                 continue
             x = jax.random.normal(jax.random.key(t), (batch, t, width), act_dtype)
-            f_ms = 1e3 * median_seconds(fwd, params, x, runs=runs)
-            t0 = time.perf_counter()
-            jax.block_until_ready(train(params, x))
-            first = time.perf_counter() - t0
-            s = median_seconds(train, params, x, runs=runs)
+            try:
+                f_ms = 1e3 * median_seconds(fwd, params, x, runs=runs)
+                t0 = time.perf_counter()
+                jax.block_until_ready(train(params, x))
+                first = time.perf_counter() - t0
+                s = median_seconds(train, params, x, runs=runs)
+            except jax.errors.JaxRuntimeError as e:  # e.g. the exact scan out of memory
+                why = str(e).split("\n")[0][:80]
+                lines.append(f"| {name} | {t} | failed: {why} | | | |")
+                print(lines[-1], flush=True)
+                continue
             results[(name, t)] = s
             lines.append(
                 f"| {name} | {t} | {f_ms:.2f} | {batch * t / s:,.0f} | {1e3 * s:.2f} | "
