@@ -64,6 +64,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # n_refine = 0, chunk_size/num_slots/head size powers of two >= 16), XLA otherwise; True = the
     # kernel (error if it cannot apply); False = XLA (docs/lattice_rnn.md, "Fused chunk kernel").
     config.model.use_kernel = config_dict.placeholder(bool)
+    # The mixer's projections/activations: 'float32', or 'bfloat16' for mixed precision (float32
+    # parameters; the Lattice memory, norms and step sizes stay float32).
+    config.model.compute_dtype = "float32"
 
     config.optimizer.name = "adamw"
     config.optimizer.learning_rate = 3e-3

@@ -137,10 +137,18 @@ class MQARModel(nnx.Module):
         return self.lm(tokens)
 
 
+COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
+
+
 def mixer_kwargs(model_config: ml_collections.ConfigDict) -> dict:
     """Keyword arguments of the mixer named by ``model.mixer`` from the shared model keys."""
     c = model_config
-    kw = {"num_heads": c.num_heads}
+    name = c.get("compute_dtype", "float32")
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(
+            f"config.model.compute_dtype={name!r}: expected one of {sorted(COMPUTE_DTYPES)}."
+        )
+    kw = {"num_heads": c.num_heads, "compute_dtype": COMPUTE_DTYPES[name]}
     if c.mixer != "attention":
         kw.update(chunk_size=c.chunk_size, mode=c.mode)
     if c.mixer == "lattice":
@@ -228,9 +236,12 @@ def summarize(model, config, workdir: str, eval_metrics: dict) -> dict:
 # ----------------------------------------------------------------------------------------------
 # One command per table: the sweep over mixers x kv pairs x widths through the engine.
 
+_FOUR = ("lattice", "gated_deltanet", "deltanet", "attention")
 SWEEPS = {
     # mixers, kv pairs, widths, steps
-    "cpu": (("lattice", "gated_deltanet", "deltanet", "attention"), (4, 8), (64,), 300),
+    "cpu": (_FOUR, (4, 8), (64,), 300),
+    # kv pairs x widths (Lattice m = head size = d_model / 2: state matched with DeltaNet)
+    "cpu_wide": (_FOUR, (4, 8, 16), (64, 128), 300),
     "smoke": (("lattice", "gated_deltanet"), (2,), (16,), 3),
 }
 
@@ -249,6 +260,8 @@ def run_table(variant: str, workdir: str) -> str:
                 for key, val in (
                     ("model.mixer", mixer),
                     ("model.d_model", str(width)),
+                    # Lattice state m * d matched with DeltaNet's d_k * d_v per head
+                    ("model.num_slots", str(width // cfg.model.num_heads)),
                     ("task.num_kv", str(kv)),
                     ("train.steps", str(steps)),
                 ):

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 
 from configs.char_lm import get_config as char_lm_config
@@ -58,3 +59,20 @@ def test_engine_runs_char_lm_and_mqar_summary(tmp_path):
     assert (tmp_path / "char" / "char_lm_row.json").exists()
     row = mqar.summarize(None, mqar_config("tiny"), str(tmp_path), {"accuracy": 0.5})
     assert row["state_per_layer"] == 2 * 16 * 16 and row["accuracy"] == 0.5
+
+
+@pytest.mark.parametrize("mixer", ["lattice", "gated_deltanet", "attention"])
+def test_compute_dtype_from_config_gives_bf16_mixers(mixer):
+    """config.model.compute_dtype='bfloat16' builds mixed-precision mixers (bf16 projections and
+    activations, float32 parameters); an unknown name is an error naming the key."""
+    config = mqar_config("tiny")
+    config.model.mixer = mixer
+    config.model.compute_dtype = "bfloat16"
+    model = mqar.make_model(config, nnx.Rngs(0))
+    layer = model.lm.blocks[0].mixer
+    x = jnp.ones((2, 16, config.model.d_model), jnp.float32)
+    assert layer(x).dtype == jnp.bfloat16
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(layer, nnx.Param)))
+    config.model.compute_dtype = "bf16"
+    with pytest.raises(ValueError, match="compute_dtype='bf16'"):
+        mqar.make_model(config, nnx.Rngs(0))

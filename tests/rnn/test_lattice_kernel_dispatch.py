@@ -237,8 +237,10 @@ def test_kernel_path_equals_xla_for_every_switch(normalize, project):
         kw = dict(chunk_size=chunk_size, normalize=normalize, project=project, readout=readout)
         o0, h_0 = lattice_chunked(q, k, v, eta, None, h0, use_kernel=False, **kw)
         o1, h_1 = lattice_chunked(q, k, v, eta, None, h0, use_kernel=True, **kw)
-        np.testing.assert_allclose(o1, o0, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(h_1, h_0, rtol=1e-4, atol=1e-5)
+        # off GPU both are float32 XLA; on a GPU the compiled kernel's dots are tf32 (~1e-3)
+        tol = dict(rtol=1e-4, atol=1e-5) if jax.default_backend() != "gpu" else dict(atol=5e-3)
+        np.testing.assert_allclose(o1, o0, **tol)
+        np.testing.assert_allclose(h_1, h_0, **tol)
 
 
 def test_default_keeps_xla_on_several_devices_and_unverified_sizes(spy, monkeypatch):
