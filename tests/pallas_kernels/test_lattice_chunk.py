@@ -257,10 +257,11 @@ def test_bf16_dot_operands_round_but_stay_close():
         lc.lattice_chunk_scan(*xs, chunk_size=L, dot_dtype=jnp.float16)
 
 
-def test_dot_dtype_of_the_call_reaches_the_reference_backward():
+def test_dot_dtype_of_the_call_reaches_the_reference_backward(monkeypatch):
     # jax.grad traces the solve's custom_vjp backward after lattice_chunk_scan has returned, i.e.
     # outside its dot_operands context: its dots must take the call's dot_dtype, not whatever the
     # global DOT_DTYPE is then (the reference path: off GPU with interpret=None).
+    monkeypatch.setattr(lc._dispatch, "on_gpu", lambda: False)  # the same on a GPU machine
     r, k, v, beta, h0 = _inputs(9)
 
     def grads(fn):

@@ -25,6 +25,18 @@ def _inputs(seed, b=2, t=40, h=2, m=16, d=16):
     return q, k, v, eta, la, h0
 
 
+@pytest.fixture(autouse=True)
+def _off_gpu_semantics(monkeypatch):
+    """These tests pin the behaviour off a GPU (the XLA default, the kernel file's pure-JAX
+    reference for interpret=None) and float32 matmuls, so that they mean the same on a GPU
+    machine, where the compiled kernel and tf32 dots would otherwise run. The compiled kernel's
+    GPU check is ``python -m pallas_kernels.lattice_chunk_bench --sections=check``."""
+    monkeypatch.setattr(lm, "_on_gpu", lambda: False)
+    monkeypatch.setattr(lattice_chunk._dispatch, "on_gpu", lambda: False)
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
 @pytest.fixture
 def spy(monkeypatch):
     """Records calls of the kernel entry point (then runs it as usual)."""
@@ -237,10 +249,8 @@ def test_kernel_path_equals_xla_for_every_switch(normalize, project):
         kw = dict(chunk_size=chunk_size, normalize=normalize, project=project, readout=readout)
         o0, h_0 = lattice_chunked(q, k, v, eta, None, h0, use_kernel=False, **kw)
         o1, h_1 = lattice_chunked(q, k, v, eta, None, h0, use_kernel=True, **kw)
-        # off GPU both are float32 XLA; on a GPU the compiled kernel's dots are tf32 (~1e-3)
-        tol = dict(rtol=1e-4, atol=1e-5) if jax.default_backend() != "gpu" else dict(atol=5e-3)
-        np.testing.assert_allclose(o1, o0, **tol)
-        np.testing.assert_allclose(h_1, h_0, **tol)
+        np.testing.assert_allclose(o1, o0, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(h_1, h_0, rtol=1e-4, atol=1e-5)
 
 
 def test_default_keeps_xla_on_several_devices_and_unverified_sizes(spy, monkeypatch):
