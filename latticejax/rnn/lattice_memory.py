@@ -364,7 +364,9 @@ class LatticeMemory(nnx.Module):
       d_model: width. num_heads: heads (must divide d_model); the slot dimension d is
         d_model // num_heads. num_slots: m, slots per head (state m * d per head).
       mode: 'chunked' (training default) or 'exact' (lax.scan over tokens).
-      chunk_size, n_refine: chunk-form parameters. normalize, project, readout: ablations.
+      chunk_size, n_refine: chunk-form parameters (default chunk 16: the smallest chunk error of
+        the kernel's sizes, and the fastest resident kernel; BENCHMARKS.md "Session 8").
+        normalize, project, readout: ablations.
       decay: if True, an input-dependent decay alpha_t (the extra gate form; needs
         normalize=False).
       eta_fn: 'sigmoid' or 'softplus' for the input-dependent step size.
@@ -390,7 +392,7 @@ class LatticeMemory(nnx.Module):
         num_heads: int = 4,
         num_slots: int = 32,
         mode: str = "chunked",
-        chunk_size: int = 64,
+        chunk_size: int = 16,
         n_refine: int = 0,
         normalize: bool = True,
         project: bool = True,
