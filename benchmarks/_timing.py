@@ -10,7 +10,32 @@ from flax import nnx
 
 from pallas_kernels._timing import median_seconds
 
-__all__ = ["median_seconds", "train_step"]
+__all__ = ["define_dtype_flags", "median_seconds", "train_step"]
+
+_DTYPE_NAMES = ["float32", "bfloat16"]
+
+
+def define_dtype_flags(dtype_help: str):
+    """The ``--dtype`` (chunk dot operands) and ``--compute_dtype`` (every mixer's projections
+    and activations: ``compute_dtype``; bfloat16 = mixed precision, float32 parameters) flags.
+
+    Returns ``(dtype, compute_dtype)``: functions giving the chosen jnp dtype, and None or
+    ``jnp.bfloat16`` for ``compute_dtype``.
+    """
+    from absl import flags
+
+    dtype = flags.DEFINE_enum("dtype", "float32", _DTYPE_NAMES, dtype_help)
+    compute = flags.DEFINE_enum(
+        "compute_dtype",
+        "float32",
+        _DTYPE_NAMES,
+        "Every mixer's projection/activation dtype (compute_dtype; bfloat16 = mixed precision, "
+        "float32 parameters).",
+    )
+    return (
+        lambda: jnp.dtype(dtype.value),
+        lambda: jnp.bfloat16 if compute.value == "bfloat16" else None,
+    )
 
 
 def train_step(layer: nnx.Module) -> tuple[Callable, nnx.State]:

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from absl import app, flags
 from flax import nnx
 
-from benchmarks._timing import median_seconds, train_step
+from benchmarks._timing import define_dtype_flags, median_seconds, train_step
 from latticejax.rnn import GatedDeltaNet, LatticeMemory, SoftmaxAttention
 
 _QUICK = flags.DEFINE_bool("quick", False, "Small CPU-sized run (< 1 min).")
@@ -41,16 +41,7 @@ _CHUNK = flags.DEFINE_integer("chunk", 64, "Chunk size of the chunked forms.")
 _LATTICE_CHUNK = flags.DEFINE_integer(
     "lattice_chunk", 0, "Chunk size of the Lattice chunked forms (0: --chunk)."
 )
-_DTYPE = flags.DEFINE_enum(
-    "dtype", "float32", ["float32", "bfloat16"], "Chunk matmul operand dtype (XLA and kernel)."
-)
-_COMPUTE = flags.DEFINE_enum(
-    "compute_dtype",
-    "float32",
-    ["float32", "bfloat16"],
-    "Every mixer's projection/activation dtype (compute_dtype; bfloat16 = mixed precision, "
-    "float32 parameters).",
-)
+_DTYPE, _COMPUTE = define_dtype_flags("Chunk matmul operand dtype (XLA and kernel).")
 _EXACT_MAX = flags.DEFINE_integer("exact_max_len", 4096, "Longest T for the exact Lattice scan.")
 MIXER_NAMES = (
     "lattice_kernel",
@@ -102,11 +93,11 @@ def bench(quick: bool) -> str:
     runs = 2 if quick else _RUNS.value
     chunk = 32 if quick else _CHUNK.value
     exact_max = 512 if quick else _EXACT_MAX.value
-    dtype = jnp.bfloat16 if _DTYPE.value == "bfloat16" else jnp.float32
+    dtype = _DTYPE()
     act_dtype = jnp.bfloat16 if on_gpu else jnp.float32
     interpret = True if _INTERPRET.value else None
     names = [n.strip() for n in _MIXERS.value if n.strip()]
-    compute = jnp.bfloat16 if _COMPUTE.value == "bfloat16" else None
+    compute = _COMPUTE()
     mixers = {n: _mixer(n, width, heads, chunk, dtype, on_gpu, interpret, compute) for n in names}
     kernel_impl = (
         "compiled Pallas"
@@ -116,9 +107,9 @@ def bench(quick: bool) -> str:
     lines = [
         f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), width {width}, "
         f"heads {heads}, batch {batch}, chunk {chunk} (Lattice {_LATTICE_CHUNK.value or chunk}), "
-        f"XLA chunk matmul dtype {_DTYPE.value}, "
+        f"XLA chunk matmul dtype {dtype.name}, "
         f"activations {jnp.dtype(act_dtype).name}, lattice_kernel = {kernel_impl} "
-        f"({_DTYPE.value} dot operands), compute dtype {_COMPUTE.value}, "
+        f"({dtype.name} dot operands), compute dtype {jnp.dtype(compute or jnp.float32).name}, "
         f"median of {runs}",
         "",
         "| mixer | T | forward ms | train tokens/s | train step ms | train first call s |",

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from absl import app, flags
 from flax import nnx
 
-from benchmarks._timing import median_seconds, train_step
+from benchmarks._timing import define_dtype_flags, median_seconds, train_step
 from latticejax.rnn import LatticeMemory, SoftmaxAttention, lattice_memory
 
 _BATCH = flags.DEFINE_integer("batch", 16, "Batch size.")
@@ -36,15 +36,7 @@ _WIDTH = flags.DEFINE_integer("width", 1024, "Model width.")
 _HEADS = flags.DEFINE_list("heads", ["8", "16"], "Head counts (Lattice m = head size).")
 _CHUNK = flags.DEFINE_integer("chunk", 32, "Lattice chunk size.")
 _RUNS = flags.DEFINE_integer("runs", 5, "Timed runs (median).")
-_DTYPE = flags.DEFINE_enum(
-    "dtype", "float32", ["float32", "bfloat16"], "Lattice chunk dot operand dtype (dtype)."
-)
-_COMPUTE = flags.DEFINE_enum(
-    "compute_dtype",
-    "float32",
-    ["float32", "bfloat16"],
-    "Both layers' projection/activation dtype (compute_dtype; bfloat16 = mixed precision).",
-)
+_DTYPE, _COMPUTE = define_dtype_flags("Lattice chunk dot operand dtype (dtype).")
 _KERNELS = flags.DEFINE_integer(
     "kernels", 0, "GPU: also list the N costliest kernels of each stubbed layer's train step."
 )
@@ -102,17 +94,17 @@ def main(argv):
     dtype = jnp.bfloat16 if on_gpu else jnp.float32
     x = jax.random.normal(jax.random.key(0), (_BATCH.value, _SEQ.value, _WIDTH.value), dtype)
     info = dict(device=jax.devices()[0].device_kind, shape=list(x.shape), chunk=_CHUNK.value)
-    info.update(dtype=_DTYPE.value, compute_dtype=_COMPUTE.value)
+    info.update(dtype=_DTYPE().name, compute_dtype=jnp.dtype(_COMPUTE() or jnp.float32).name)
     print(json.dumps(info), flush=True)
     for heads in (int(h) for h in _HEADS.value):
         d = _WIDTH.value // heads
-        cd = dict(compute_dtype=jnp.bfloat16 if _COMPUTE.value == "bfloat16" else None)
+        cd = dict(compute_dtype=_COMPUTE())
         lat = LatticeMemory(
             _WIDTH.value,
             num_heads=heads,
             num_slots=d,
             chunk_size=_CHUNK.value,
-            dtype=jnp.dtype(_DTYPE.value),
+            dtype=_DTYPE(),
             rngs=nnx.Rngs(0),
             **cd,
         )
