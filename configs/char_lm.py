@@ -61,7 +61,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     config.eval = ml_collections.ConfigDict()
     # Perplexity at these context lengths after training (summary.json, char_lm_row.json).
-    config.eval.context_lengths = (64, 128) if tiny else (128, 256, 512, 1024, 2048)
+    config.eval.context_lengths = (64, 128) if tiny else (128, 256, 512, 1024, 2048, 4096)
     config.eval.max_tokens = 512 if tiny else 16384
     config.eval.batch_size = 4
 

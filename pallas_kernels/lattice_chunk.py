@@ -678,6 +678,10 @@ def kernel_variants(m: int, d: int, chunk_size: int = 16) -> tuple[str, str]:
     bwd = BACKWARD or ("resident" if resident else "phased")
     if fwd not in FORWARDS or bwd not in BACKWARDS:
         raise ValueError(f"unknown kernel variant: FORWARD={fwd!r}, BACKWARD={bwd!r}.")
+    if RESIDENT_PREFETCH not in ("none", "h", "tiles"):
+        raise ValueError(
+            f"RESIDENT_PREFETCH must be 'none', 'h' or 'tiles', got {RESIDENT_PREFETCH!r}."
+        )
     return fwd, bwd
 
 
@@ -910,9 +914,8 @@ def _bwd_resident_kernel(
 
     per_chunk = dict(zip(names, saved_refs), h=hs_ref)
     ins = dict(r=r_ref, k=k_ref, v=v_ref, do=do_ref)
-    mode = RESIDENT_PREFETCH
     # the tiles carried from one chunk to the next (loaded one chunk ahead)
-    ahead = {"none": (), "h": ("h",), "tiles": ("h", *names, *ins)}[mode]
+    ahead = {"none": (), "h": ("h",), "tiles": ("h", *names, *ins)}[RESIDENT_PREFETCH]
 
     def read(name, c):
         sl = pl.ds(c * ell if isinstance(c, int) else pl.multiple_of(c * ell, ell), ell)

@@ -134,9 +134,15 @@ def test_phased_chunk_bwd_matches_vjp(normalize, project, bwd):
         (True, True, "vjp"),
         (True, True, "resident"),
         (False, False, "resident"),
+        (True, True, "resident/prefetch=h"),
+        (True, True, "resident/prefetch=none,no saved tiles"),
     ],
 )
 def test_gradients_match_reference(normalize, project, backward, monkeypatch):
+    if backward.startswith("resident/"):  # the resident kernels' knobs
+        monkeypatch.setattr(lc, "RESIDENT_PREFETCH", backward.split("=")[1].split(",")[0])
+        monkeypatch.setattr(lc, "SAVE_TILES", "no saved tiles" not in backward)
+        backward = "resident"
     monkeypatch.setattr(lc, "BACKWARD", backward)
     monkeypatch.setattr(lc, "FORWARD", "resident" if backward == "resident" else "transposed")
     xs = _inputs(1)
@@ -295,6 +301,9 @@ def test_kernel_variants_by_memory_size(monkeypatch):
     assert lc.kernel_variants(128, 128) == ("transposed", "phased")
     monkeypatch.setattr(lc, "BACKWARD", "vjp")
     assert lc.kernel_variants(64, 64) == ("resident", "vjp")
+    monkeypatch.setattr(lc, "RESIDENT_PREFETCH", "all")
+    with pytest.raises(ValueError, match="RESIDENT_PREFETCH"):
+        lc.kernel_variants(64, 64)
     monkeypatch.setattr(lc, "FORWARD", "slabs")
     with pytest.raises(ValueError, match="unknown kernel variant"):
         lc.kernel_variants(64, 64)
