@@ -847,6 +847,11 @@ def _fwd_kernel(
     jax.lax.fori_loop(0, n_chunks, body, 0)
 
 
+def _chunk_slice(c, ell: int):
+    """The token slice of chunk c (a Python int or a traced index) of length ell."""
+    return pl.ds(c * ell if isinstance(c, int) else pl.multiple_of(c * ell, ell), ell)
+
+
 def _chunk_inputs(refs, beta_ref, b, sl, hh):
     """The chunk's token tiles (float32) of ``refs`` (name -> ref) and beta."""
     ins = {name: _load(ref, b, sl, hh) for name, ref in refs.items()}
@@ -873,19 +878,19 @@ def _fwd_resident_kernel(
     b, hh, ell = pl.program_id(0), pl.program_id(1), cfg.chunk_size
     ins = dict(r=r_ref, k=k_ref, v=v_ref)
     ahead = tuple(ins) if RESIDENT_PREFETCH == "tiles" else ()
+    saved_refs = dict(zip(names, refs[1:]))
 
     def read(name, c):
-        return _load(ins[name], b, pl.ds(c * ell, ell), hh)
+        return _load(ins[name], b, _chunk_slice(c, ell), hh)
 
     def body(c, carry):
         h, cur = carry
-        sl = pl.ds(pl.multiple_of(c * ell, ell), ell)
+        sl = _chunk_slice(c, ell)
         nxt = {name: read(name, jnp.minimum(c + 1, n_chunks - 1)) for name in ahead}  # in flight
-        x = {name: cur[name] if name in cur else _load(ref, b, sl, hh) for name, ref in ins.items()}
+        x = {name: cur[name] if name in cur else read(name, c) for name in ins}
         xs = (x["r"], x["k"], x["v"], beta_ref[b, sl, hh].astype(jnp.float32))
         if cfg.save_states:
             refs[0][b, hh, c] = h
-        saved_refs = dict(zip(names, refs[1:]))
 
         def save(name, tile):
             if name in saved_refs:
@@ -918,7 +923,7 @@ def _bwd_resident_kernel(
     ahead = {"none": (), "h": ("h",), "tiles": ("h", *names, *ins)}[RESIDENT_PREFETCH]
 
     def read(name, c):
-        sl = pl.ds(c * ell if isinstance(c, int) else pl.multiple_of(c * ell, ell), ell)
+        sl = _chunk_slice(c, ell)
         if name in per_chunk:
             return per_chunk[name][b, hh, c]
         if name == "beta":
@@ -928,7 +933,7 @@ def _bwd_resident_kernel(
     def body(i, carry):
         dh, cur = carry
         c = n_chunks - 1 - i
-        sl = pl.ds(pl.multiple_of(c * ell, ell), ell)
+        sl = _chunk_slice(c, ell)
         nxt = {name: read(name, jnp.maximum(c - 1, 0)) for name in ahead}  # in flight
 
         def load(name):  # read at each use: fewer live registers than loading up front
